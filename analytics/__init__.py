@@ -1,0 +1,1 @@
+"""Step events, pricing, budgets, DuckDB queries and plotly figures."""

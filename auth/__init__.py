@@ -1,0 +1,1 @@
+"""Identity, workspaces, RBAC, secrets vault and audit log (see the identity issue)."""

@@ -1,0 +1,215 @@
+"""The contracts every component implements and every runtime provides.
+
+A *node type*, a *tool type* and a *model provider* each describe themselves with a pydantic
+`Config` (``extra="forbid"``; field descriptions are the editor's help text) and a `build()`.
+The runtime hands nodes a `RunContext` through LangGraph's `Runtime.context`: the run's
+identity and the services a node may use, never the database itself.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TIERS",
+    "ApprovalBook",
+    "BuildContext",
+    "BuiltNode",
+    "DecisionRecord",
+    "HttpPolicy",
+    "ModelFactory",
+    "NodeFn",
+    "NodeSpec",
+    "Outbox",
+    "ProviderSpec",
+    "RunContext",
+    "SecretResolver",
+    "StrictModel",
+    "Tier",
+    "Tool",
+    "ToolContext",
+    "ToolTypeSpec",
+    "max_tier",
+]
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+Tier = Literal["free", "confirm", "admin"]
+TIERS: tuple[Tier, ...] = ("free", "confirm", "admin")
+
+
+def max_tier(*tiers: Tier) -> Tier:
+    """The strictest of the given tiers (tiers are only ever raised)."""
+    return max(tiers, key=TIERS.index)
+
+
+class StrictModel(BaseModel):
+    """Base of every component `Config`: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretResolver(Protocol):
+    """Returns a secret's value by name at the moment it is needed; raises `NotFound`."""
+
+    def __call__(self, name: str) -> str: ...
+
+
+class Outbox(Protocol):
+    """Durable outgoing messages, written in the caller's effect transaction."""
+
+    def enqueue_email(
+        self, *, to: str, subject: str, body: str, idempotency_key: str
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A decided approval as the runtime recorded it (read back from the database)."""
+
+    approval_id: str
+    decision: Literal["approve", "edit", "reject", "respond"]
+    args: Mapping[str, Any]
+    args_hash: str
+    tier: Tier
+    decided_by: str
+    feedback: str | None = None
+
+
+class ApprovalBook(Protocol):
+    """Read side of the approval rows, for gates verifying the decision they resume with."""
+
+    def decision_for(self, approval_id: str) -> DecisionRecord | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    """Outbound HTTP rules: private and loopback addresses are refused unless allowed."""
+
+    allow_hosts: frozenset[str] = frozenset()
+    timeout_s: float = 20.0
+    max_response_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool sees when it runs: who, where, and the effect's idempotency key."""
+
+    workspace_id: str
+    run_id: str
+    user_id: str
+    node_id: str
+    tool_call_id: str
+    idempotency_key: str
+    secrets: SecretResolver
+    outbox: Outbox
+    http: HttpPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One usable tool instance, built from a graph's tool declaration."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    invoke: Callable[[BaseModel, ToolContext], Any]
+    side_effect: bool
+    default_tier: Tier
+    untrusted_output: bool = False
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolTypeSpec:
+    """A kind of tool (HTTP request, e-mail, function) that graphs instantiate by name."""
+
+    type_name: str
+    title: str
+    description: str
+    config_model: type[StrictModel]
+    build: Callable[[str, Any, "ComponentsView"], Tool]
+
+
+class ComponentsView(Protocol):
+    """The parts of the registry a builder may look up (functions, providers)."""
+
+    def function(self, name: str) -> Tool: ...
+
+
+class ModelFactory(Protocol):
+    """Builds a chat model for a node (provider name + provider config)."""
+
+    def __call__(self, provider: str, config: Mapping[str, Any]) -> BaseChatModel: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A model provider: its config and how to build a LangChain chat model from it."""
+
+    name: str
+    title: str
+    config_model: type[StrictModel]
+    build: Callable[[Any, SecretResolver], BaseChatModel]
+
+
+@dataclass(slots=True)
+class RunContext:
+    """Per-run context passed as LangGraph's runtime context (never checkpointed)."""
+
+    workspace_id: str
+    run_id: str
+    user_id: str
+    secrets: SecretResolver
+    outbox: Outbox
+    approvals: ApprovalBook
+    http: HttpPolicy = field(default_factory=HttpPolicy)
+    models: ModelFactory | None = None
+    tier_floor: Callable[[str], Tier] = field(default=lambda _tool: "free")
+
+
+NodeFn = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltNode:
+    """What a node type's `build()` returns.
+
+    `tools` names the graph tools the node may call: the compiler then wires the governed
+    tool executor and the loop back into this node. `destinations` lists the nodes a
+    `Command(goto=...)` from this node may reach, for the compiled graph's edges.
+    """
+
+    fn: NodeFn
+    tools: tuple[str, ...] = ()
+    max_tool_rounds: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """Compile-time view for node builders."""
+
+    graph_name: str
+    node_ids: frozenset[str]
+    tools: Mapping[str, Tool]
+    state_fields: Mapping[str, str]
+    compile_subgraph: Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """A node type: name, palette grouping, its `Config` and its builder."""
+
+    type_name: str
+    title: str
+    group: str
+    description: str
+    config_model: type[StrictModel]
+    build: Callable[[str, Any, BuildContext], BuiltNode]

@@ -1,0 +1,1 @@
+"""The application shell: settings, database engine, CLI (and later the web app)."""
