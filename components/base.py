@@ -27,14 +27,20 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolTypeSpec",
+    "ExpressionStr",
+    "GraphRef",
+    "SecretRef",
+    "TemplateStr",
+    "ToolRef",
+    "field_kind",
     "max_tier",
 ]
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -46,6 +52,30 @@ TIERS: tuple[Tier, ...] = ("free", "confirm", "admin")
 def max_tier(*tiers: Tier) -> Tier:
     """The strictest of the given tiers (tiers are only ever raised)."""
     return max(tiers, key=TIERS.index)
+
+
+# Config field markers. Validation and the editor find these in any Config's JSON schema
+# (``x-studio`` key): tool names must be declared by the graph, secret names must be listed
+# in the graph's ``secrets``, templates and expressions are checked before a run starts.
+ToolRef = Annotated[str, Field(json_schema_extra={"x-studio": "tool"})]
+SecretRef = Annotated[str, Field(json_schema_extra={"x-studio": "secret"})]
+TemplateStr = Annotated[str, Field(max_length=20_000, json_schema_extra={"x-studio": "template"})]
+ExpressionStr = Annotated[
+    str, Field(max_length=2_000, json_schema_extra={"x-studio": "expression"})
+]
+GraphRef = Annotated[dict[str, Any], Field(json_schema_extra={"x-studio": "graph"})]
+
+
+def field_kind(schema: dict[str, Any]) -> str | None:
+    """The marker of one property in a JSON schema (None for ordinary fields)."""
+    kind = schema.get("x-studio")
+    if isinstance(kind, str):
+        return kind
+    nested = [schema.get("items"), *schema.get("anyOf", [])]
+    for sub in nested:
+        if isinstance(sub, dict) and (found := field_kind(sub)):
+            return found
+    return None
 
 
 class StrictModel(BaseModel):
