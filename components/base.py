@@ -14,6 +14,8 @@ __all__ = [
     "BuildContext",
     "BuiltNode",
     "DecisionRecord",
+    "ExpressionStr",
+    "GraphRef",
     "HttpPolicy",
     "ModelFactory",
     "NodeFn",
@@ -21,17 +23,17 @@ __all__ = [
     "Outbox",
     "ProviderSpec",
     "RunContext",
+    "SecretRef",
     "SecretResolver",
     "StrictModel",
+    "TemplateStr",
     "Tier",
     "Tool",
+    "ToolCaller",
     "ToolContext",
-    "ToolTypeSpec",
-    "ExpressionStr",
-    "GraphRef",
-    "SecretRef",
-    "TemplateStr",
+    "ToolOutcome",
     "ToolRef",
+    "ToolTypeSpec",
     "field_kind",
     "max_tier",
 ]
@@ -93,9 +95,7 @@ class SecretResolver(Protocol):
 class Outbox(Protocol):
     """Durable outgoing messages, written in the caller's effect transaction."""
 
-    def enqueue_email(
-        self, *, to: str, subject: str, body: str, idempotency_key: str
-    ) -> str: ...
+    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ class ToolTypeSpec:
     title: str
     description: str
     config_model: type[StrictModel]
-    build: Callable[[str, Any, "ComponentsView"], Tool]
+    build: Callable[[str, Any, ComponentsView], Tool]
 
 
 class ComponentsView(Protocol):
@@ -222,6 +222,30 @@ class BuiltNode:
     max_tool_rounds: int = 8
 
 
+class ToolCaller(Protocol):
+    """The runtime's governed way to call a tool: tiers, approval gates, effect ledger."""
+
+    def __call__(
+        self,
+        runtime: Any,
+        *,
+        node_id: str,
+        tool_name: str,
+        call_id: str,
+        args: Mapping[str, Any],
+        tainted: bool,
+    ) -> ToolOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What came of a governed tool call (`ok` False: rejected, invalid or failed)."""
+
+    ok: bool
+    content: Any
+    untrusted: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class BuildContext:
     """Compile-time view for node builders."""
@@ -231,6 +255,7 @@ class BuildContext:
     tools: Mapping[str, Tool]
     state_fields: Mapping[str, str]
     compile_subgraph: Callable[[Mapping[str, Any]], Any]
+    call_tool: ToolCaller
 
 
 @dataclass(frozen=True, slots=True)

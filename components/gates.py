@@ -58,7 +58,10 @@ class GateRequest:
 
     def payload(self, run_id: str) -> dict[str, Any]:
         args_hash = binding_hash(
-            action=self.action, args=self.args, run_id=run_id, node_id=self.node_id,
+            action=self.action,
+            args=self.args,
+            run_id=run_id,
+            node_id=self.node_id,
             tier=self.tier,
         )
         return {

@@ -65,9 +65,7 @@ class Registry:
             for p in params.values()
             if p.name != "context"
         }
-        args_model = create_model(  # type: ignore[call-overload]
-            f"{tool_name}_args", __config__={"extra": "forbid"}, **fields
-        )
+        args_model = create_model(f"{tool_name}_args", __config__={"extra": "forbid"}, **fields)
 
         def invoke(args: Any, ctx: ToolContext) -> Any:
             kwargs = args.model_dump()

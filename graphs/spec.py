@@ -86,9 +86,7 @@ class EdgeDoc(_Doc):
 
 class StateField(_Doc):
     name: Identifier
-    type: Literal["string", "number", "integer", "boolean", "object", "list", "messages"] = (
-        "string"
-    )
+    type: Literal["string", "number", "integer", "boolean", "object", "list", "messages"] = "string"
     reducer: Literal["replace", "append"] = Field(
         default="replace", description="'append' concatenates lists written by several nodes."
     )

@@ -118,7 +118,7 @@ class Effect(Base):
     tool: Mapped[str] = mapped_column(String(128))
     args_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(10))
-    result: Mapped[Any] = mapped_column(JSON, default=None)
+    result: Mapped[Any | None] = mapped_column(JSON, default=None, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

@@ -1,0 +1,273 @@
+"""Approval rows: one per gated call, decided once by compare-and-set.
+
+Rows are written from the interrupts LangGraph checkpointed (never before), so an approval
+node stays a pure gate. A decision is bound to the hash of the exact call shown; an edit is
+re-validated and re-hashed. Who may decide is asked of an `ApprovalAuthority`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DECISION_STATUS",
+    "ApprovalAuthority",
+    "ApprovalView",
+    "Approvals",
+    "SeparationOfDuties",
+]
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, cast
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from components.base import DecisionRecord, Tier
+from components.errors import Conflict, Forbidden, NotFound, UserError
+from components.gates import binding_hash
+from graphs.db import affected
+from graphs.identity import Actor
+from graphs.tables import Approval, Run
+
+Decision = Literal["approve", "edit", "reject", "respond"]
+DECISION_STATUS: dict[str, str] = {
+    "approve": "approved",
+    "edit": "edited",
+    "reject": "rejected",
+    "respond": "responded",
+}
+_DECIDED = set(DECISION_STATUS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalView:
+    approval_id: str
+    run_id: str
+    node_id: str
+    kind: str
+    action: str
+    args: dict[str, Any]
+    tier: str
+    reason: str
+    description: str
+    allowed: list[str]
+    status: str
+    run_started_by: str
+    decision: str | None
+    decided_args: dict[str, Any] | None
+    feedback: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    created_at: datetime
+
+
+class ApprovalAuthority(Protocol):
+    """Returns None when `actor` may decide, else the reason it may not."""
+
+    def refusal(self, actor: Actor, approval: ApprovalView) -> str | None: ...
+
+
+class SeparationOfDuties:
+    """The built-in rule: `admin` calls need someone other than the run's starter."""
+
+    def refusal(self, actor: Actor, approval: ApprovalView) -> str | None:
+        if approval.tier == "admin" and actor.user_id == approval.run_started_by:
+            return "an admin-tier call must be approved by someone other than the run's starter"
+        return None
+
+
+def _view(row: Approval, started_by: str) -> ApprovalView:
+    return ApprovalView(
+        approval_id=row.approval_id,
+        run_id=row.run_id,
+        node_id=row.node_id,
+        kind=row.kind,
+        action=row.action,
+        args=row.args,
+        tier=row.tier,
+        reason=row.reason,
+        description=row.description,
+        allowed=row.allowed,
+        status=row.status,
+        run_started_by=started_by,
+        decision=row.decision,
+        decided_args=row.decided_args,
+        feedback=row.feedback,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        created_at=row.created_at,
+    )
+
+
+class Approvals:
+    def __init__(
+        self, sessions: sessionmaker[Session], authority: ApprovalAuthority | None = None
+    ) -> None:
+        self._sessions = sessions
+        self.authority: ApprovalAuthority = authority or SeparationOfDuties()
+
+    # --- the ApprovalBook the gates read ------------------------------------------------
+    def decision_for(self, approval_id: str) -> DecisionRecord | None:
+        with self._sessions() as session:
+            row = session.get(Approval, approval_id)
+            if row is None or row.status not in _DECIDED or row.decision is None:
+                return None
+            return DecisionRecord(
+                approval_id=row.approval_id,
+                decision=cast(Decision, row.decision),
+                args=row.decided_args or {},
+                args_hash=row.decided_args_hash or "",
+                tier=cast(Tier, row.tier),
+                decided_by=row.decided_by or "",
+                feedback=row.feedback,
+            )
+
+    # --- rows from checkpointed interrupts ----------------------------------------------
+    def record_interrupts(
+        self, session: Session, run: Run, interrupts: Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> list[str]:
+        """Upsert one row per (interrupt id, payload); returns the approval ids. No commit."""
+        ids = []
+        for interrupt_id, payload in interrupts:
+            approval_id = str(payload["approval_id"])
+            ids.append(approval_id)
+            if session.get(Approval, approval_id) is not None:
+                continue
+            request = payload["action_request"]
+            session.add(
+                Approval(
+                    approval_id=approval_id,
+                    workspace_id=run.workspace_id,
+                    run_id=run.run_id,
+                    node_id=payload["node_id"],
+                    tool_call_id=payload["tool_call_id"],
+                    interrupt_id=interrupt_id,
+                    kind=payload["kind"],
+                    action=request["action"],
+                    args=request["args"],
+                    args_hash=payload["args_hash"],
+                    tier=payload["tier"],
+                    reason=payload.get("reason", ""),
+                    description=payload.get("description", ""),
+                    allowed=list(payload["allowed_decisions"]),
+                    status="pending",
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return ids
+
+    # --- service functions (take the acting identity) -----------------------------------
+    def list(
+        self, actor: Actor, *, status: str | None = "pending", run_id: str | None = None
+    ) -> list[ApprovalView]:
+        query = (
+            select(Approval, Run.started_by)
+            .join(Run, Run.run_id == Approval.run_id)
+            .where(Approval.workspace_id == actor.workspace_id)
+            .order_by(Approval.created_at.desc())
+        )
+        if status is not None:
+            query = query.where(Approval.status == status)
+        if run_id is not None:
+            query = query.where(Approval.run_id == run_id)
+        with self._sessions() as session:
+            return [_view(row, started_by) for row, started_by in session.execute(query)]
+
+    def get(self, actor: Actor, approval_id: str) -> ApprovalView:
+        with self._sessions() as session:
+            row, run = self._load(session, actor, approval_id)
+            return _view(row, run.started_by)
+
+    def decide(
+        self,
+        actor: Actor,
+        approval_id: str,
+        decision: Decision,
+        *,
+        args: Mapping[str, Any] | None = None,
+        feedback: str | None = None,
+        validate_args: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None,
+    ) -> ApprovalView:
+        """Decide a pending approval once; a second decision raises `Conflict`."""
+        with self._sessions() as session:
+            row, run = self._load(session, actor, approval_id)
+            view = _view(row, run.started_by)
+            self._check(actor, view, decision, run)
+            decided_args, decided_hash = self._decided_args(row, decision, args, validate_args)
+            changed = affected(
+                session,
+                update(Approval)
+                .where(Approval.approval_id == approval_id, Approval.status == "pending")
+                .values(
+                    status=DECISION_STATUS[decision],
+                    decision=decision,
+                    decided_args=decided_args,
+                    decided_args_hash=decided_hash,
+                    feedback=(feedback or None),
+                    decided_by=actor.user_id,
+                    decided_at=datetime.now(UTC),
+                ),
+            )
+            if changed != 1:
+                session.rollback()
+                raise Conflict(f"approval {approval_id!r} was decided a moment ago")
+            session.execute(
+                update(Run)
+                .where(Run.run_id == run.run_id, Run.status == "waiting_approval")
+                .values(status="queued")
+            )
+            session.commit()
+        return self.get(actor, approval_id)
+
+    def _load(self, session: Session, actor: Actor, approval_id: str) -> tuple[Approval, Run]:
+        row = session.get(Approval, approval_id)
+        if row is None or row.workspace_id != actor.workspace_id:
+            raise NotFound(f"approval {approval_id!r} not found")
+        run = session.get(Run, row.run_id)
+        if run is None or run.workspace_id != actor.workspace_id:
+            raise NotFound(f"approval {approval_id!r} not found")
+        return row, run
+
+    def _check(self, actor: Actor, view: ApprovalView, decision: str, run: Run) -> None:
+        if view.status != "pending":
+            by = f" by {view.decided_by!r}" if view.decided_by else ""
+            raise Conflict(f"approval {view.approval_id!r} is already {view.status}{by}")
+        if run.status not in ("waiting_approval", "queued", "running"):
+            raise Conflict(f"run {run.run_id!r} is {run.status}; its approvals can't be decided")
+        if decision not in view.allowed:
+            raise UserError(
+                f"decision {decision!r} is not offered for {view.approval_id!r}; "
+                f"choose one of {', '.join(view.allowed)}"
+            )
+        refusal = self.authority.refusal(actor, view)
+        if refusal:
+            raise Forbidden(f"you may not decide {view.approval_id!r}: {refusal}")
+
+    @staticmethod
+    def _decided_args(
+        row: Approval,
+        decision: str,
+        args: Mapping[str, Any] | None,
+        validate_args: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None,
+    ) -> tuple[dict[str, Any], str]:
+        if decision == "edit":
+            if args is None or validate_args is None:
+                raise UserError("an edit needs the changed arguments")
+            edited = validate_args(row.action, args)
+            tier = cast(Tier, row.tier)
+            return edited, binding_hash(
+                action=row.action, args=edited, run_id=row.run_id, node_id=row.node_id, tier=tier
+            )
+        if decision == "respond":
+            answer = {"response": (args or {}).get("response", "")}
+            return answer, ""
+        return row.args, row.args_hash
+
+    def cancel_pending(self, session: Session, run_id: str) -> None:
+        """Mark a run's pending approvals cancelled (caller commits)."""
+        session.execute(
+            update(Approval)
+            .where(Approval.run_id == run_id, Approval.status == "pending")
+            .values(status="cancelled", decided_at=datetime.now(UTC))
+        )

@@ -1,0 +1,160 @@
+"""Run progress events: numbered per run, fanned out in memory, written in batches.
+
+Publishing never waits for the database: events queue in memory and a writer thread inserts
+them in one transaction per batch (the hot path of a run stays a dict append). Subscribers
+get every event of a run from any sequence number on: history from the table, then live.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EventLog", "RunEventView"]
+
+import logging
+import queue
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from graphs.tables import RunEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEventView:
+    run_id: str
+    seq: int
+    kind: str
+    node_id: str | None
+    data: dict[str, Any]
+    at: datetime
+    workspace_id: str = field(repr=False, default="")
+
+
+class EventLog:
+    def __init__(self, sessions: sessionmaker[Session], *, flush_interval_s: float = 0.05) -> None:
+        self._sessions = sessions
+        self._interval = flush_interval_s
+        self._lock = threading.Lock()
+        self._pending: list[RunEventView] = []
+        self._last_seq: dict[str, int] = {}
+        self._subscribers: dict[str, list[queue.Queue[RunEventView]]] = defaultdict(list)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="run-events", daemon=True)
+        self._writer.start()
+
+    def publish(
+        self,
+        workspace_id: str,
+        run_id: str,
+        kind: str,
+        node_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RunEventView:
+        with self._lock:
+            seq = self._next_seq(run_id)
+            event = RunEventView(
+                run_id, seq, kind, node_id, data or {}, datetime.now(UTC), workspace_id
+            )
+            self._pending.append(event)
+            for subscriber in self._subscribers.get(run_id, ()):
+                subscriber.put(event)
+        return event
+
+    def _next_seq(self, run_id: str) -> int:
+        if run_id not in self._last_seq:
+            with self._sessions() as session:
+                stored = session.scalar(
+                    select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)
+                )
+            self._last_seq[run_id] = stored or 0
+        self._last_seq[run_id] += 1
+        return self._last_seq[run_id]
+
+    def subscribe(self, run_id: str) -> queue.Queue[RunEventView]:
+        subscriber: queue.Queue[RunEventView] = queue.Queue()
+        with self._lock:
+            self._subscribers[run_id].append(subscriber)
+        return subscriber
+
+    def unsubscribe(self, run_id: str, subscriber: queue.Queue[RunEventView]) -> None:
+        with self._lock:
+            if subscriber in self._subscribers.get(run_id, []):
+                self._subscribers[run_id].remove(subscriber)
+
+    def history(self, workspace_id: str, run_id: str, *, after: int = 0) -> list[RunEventView]:
+        """Events of a run after sequence number `after` (stored and not yet stored)."""
+        query = (
+            select(RunEvent)
+            .where(
+                RunEvent.workspace_id == workspace_id,
+                RunEvent.run_id == run_id,
+                RunEvent.seq > after,
+            )
+            .order_by(RunEvent.seq)
+        )
+        with self._sessions() as session:
+            stored = [
+                RunEventView(r.run_id, r.seq, r.kind, r.node_id, r.data, r.at, r.workspace_id)
+                for r in session.scalars(query)
+            ]
+        with self._lock:
+            seen = {e.seq for e in stored}
+            stored += [
+                e
+                for e in self._pending
+                if e.run_id == run_id
+                and e.seq > after
+                and e.workspace_id == workspace_id
+                and e.seq not in seen
+            ]
+        return sorted(stored, key=lambda e: e.seq)
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        rows = [
+            {
+                "workspace_id": e.workspace_id,
+                "run_id": e.run_id,
+                "seq": e.seq,
+                "kind": e.kind,
+                "node_id": e.node_id,
+                "data": e.data,
+                "at": e.at,
+            }
+            for e in batch
+        ]
+        try:
+            with self._sessions() as session:
+                session.execute(insert(RunEvent), rows)
+                session.commit()
+        except Exception:
+            log.exception(
+                "could not store %d run events; keeping them for the next batch", len(rows)
+            )
+            with self._lock:
+                self._pending = batch + self._pending
+
+    def request_flush(self) -> None:
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._writer.join(timeout=5)
+        self.flush()

@@ -1,0 +1,395 @@
+"""Drives one run through LangGraph: claim the lease, stream, record, settle.
+
+Each pass either finishes the run, leaves it waiting for a person (approval rows written
+after the interrupt is checkpointed), or stops because it was cancelled. The same pass
+serves a first start, a resume after a decision and a recovery after a crash: what to do is
+read from the checkpoint, never from memory.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Executor"]
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphRecursionError
+from langgraph.store.sqlite import SqliteStore
+from langgraph.types import Command
+from pydantic import ValidationError
+from sqlalchemy import update
+
+from components.base import HttpPolicy, RunContext, SecretResolver, Tier
+from components.errors import StudioError, UserError
+from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
+from graphs.db import affected, checkpoint_connection, open_checkpointer
+from graphs.failpoints import failpoint
+from graphs.ledger import EffectLedger
+from graphs.outbox import SqlOutbox, enqueue_webhook
+from graphs.spec import GraphDocument
+from graphs.tables import GraphVersion, Run
+
+if TYPE_CHECKING:
+    from graphs.runs import RunManager
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(
+        self,
+        manager: RunManager,
+        checkpoint_path: Path,
+        *,
+        secrets: SecretResolver,
+        http: HttpPolicy,
+        tier_floor: Callable[[str], Tier],
+    ) -> None:
+        self.m = manager
+        self.checkpointer = open_checkpointer(checkpoint_path)
+        store_path = checkpoint_path.with_name(checkpoint_path.stem + "-store.db")
+        self._store_conn = checkpoint_connection(store_path, autocommit=True)
+        self.store = SqliteStore(self._store_conn)
+        self.store.setup()
+        self.ledger = EffectLedger(manager.sessions)
+        self.secrets = secrets
+        self.http = http
+        self.tier_floor = tier_floor
+        self._compiled: dict[str, CompiledGraph] = {}
+        self._compile_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.checkpointer.conn.close()
+        self._store_conn.close()
+
+    # --- compilation -----------------------------------------------------------------
+    def compiled(self, version_id: str) -> CompiledGraph:
+        with self._compile_lock:
+            if version_id not in self._compiled:
+                with self.m.sessions() as session:
+                    row = session.get(GraphVersion, version_id)
+                    assert row is not None
+                    doc = GraphDocument.model_validate(row.document)
+                self._compiled[version_id] = compile_document(
+                    doc,
+                    self.m.registry,
+                    self.ledger,
+                    checkpointer=self.checkpointer,
+                    store=self.store,
+                )
+            return self._compiled[version_id]
+
+    def arg_validator(self, version_id: str) -> Callable[[str, Mapping[str, Any]], dict[str, Any]]:
+        tools = self.compiled(version_id).tools
+
+        def validate(action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+            tool = tools.get(action)
+            if tool is None:
+                raise UserError(f"{action!r} is not a tool; its arguments cannot be edited")
+            try:
+                return tool.args_model.model_validate(dict(args)).model_dump(mode="json")
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise UserError(
+                    f"edited arguments for {action!r}: {where}: {first['msg']}"
+                ) from None
+
+        return validate
+
+    def _context(self, run: Run) -> RunContext:
+        registry = self.m.registry
+
+        def models(provider: str, config: Mapping[str, Any]) -> Any:
+            spec = registry.providers.get(provider)
+            if spec is None:
+                raise UserError(
+                    f"unknown model provider {provider!r}; use one of "
+                    f"{', '.join(sorted(registry.providers))}"
+                )
+            return spec.build(spec.config_model.model_validate(dict(config)), self.secrets)
+
+        return RunContext(
+            workspace_id=run.workspace_id,
+            run_id=run.run_id,
+            user_id=run.started_by,
+            secrets=self.secrets,
+            outbox=_NoOutbox(),
+            approvals=self.m.approvals,
+            http=self.http,
+            models=models,
+            tier_floor=self.tier_floor,
+        )
+
+    # --- one pass over a run ---------------------------------------------------------
+    def drive(self, run_id: str, cancel: threading.Event) -> bool:
+        """One pass; True when the run should get another pass at once."""
+        with self.m.sessions() as session:
+            run = session.get(Run, run_id)
+        if run is None or run.status not in ("queued", "running"):
+            return False
+        recovering = run.status == "running"
+        if not self.m.leases.claim(run, recovering=recovering):
+            return False
+        try:
+            if recovering and run.attempts + 1 > self.m.max_crash_attempts:
+                self._finish(
+                    run,
+                    "failed",
+                    error=(
+                        f"the worker stopped {run.attempts + 1} times while running this run; "
+                        "it was given up"
+                    ),
+                )
+                return False
+            return self._pass(run, cancel)
+        except Exception as exc:
+            self._fail(run, exc)
+            return False
+        finally:
+            self.m.leases.release(run_id)
+
+    def _pass(self, run: Run, cancel: threading.Event) -> bool:
+        compiled = self.compiled(run.version_id)
+        cfg: RunnableConfig = {
+            "configurable": {"thread_id": run.thread_id},
+            "recursion_limit": compiled.recursion_limit,
+        }
+        state = compiled.graph.get_state(cfg)
+        live = _live_interrupts(state)
+        if live:
+            resume = self._decided(live)
+            if not resume:
+                return self._wait_for_people(run, live)
+            graph_input: Any = Command(resume=resume)
+        elif state.created_at is None:
+            graph_input = _initial_state(compiled.document, run.input)
+        elif state.next or state.tasks:  # tasks with saved writes are not in `next`
+            graph_input = None
+        else:
+            self._succeed(run, state.values)
+            return False
+        self.m.events.publish(
+            run.workspace_id, run.run_id, "run_status", data={"status": "running"}
+        )
+        if not self._stream(compiled, run, cfg, graph_input, cancel):
+            return False
+        state = compiled.graph.get_state(cfg)
+        live = _live_interrupts(state)
+        if live:
+            failpoint("approval.after_interrupt")
+            return self._wait_for_people(run, live)
+        if not state.next and not state.tasks:
+            self._succeed(run, state.values)
+        return False
+
+    def _stream(
+        self,
+        compiled: CompiledGraph,
+        run: Run,
+        cfg: RunnableConfig,
+        graph_input: Any,
+        cancel: threading.Event,
+    ) -> bool:
+        """Stream one pass; False when it stopped because the run was cancelled."""
+        started: dict[str, float] = {}
+        publish = self.m.events.publish
+        ws, rid = run.workspace_id, run.run_id
+        parts: Iterator[Any] = compiled.graph.stream(
+            graph_input,
+            cfg,
+            context=self._context(run),
+            durability="sync",
+            stream_mode=["tasks", "messages", "custom"],
+        )
+        for mode, chunk in parts:
+            if mode == "messages":
+                message, meta = chunk
+                if isinstance(message, AIMessageChunk) and message.content:
+                    publish(ws, rid, "token", meta.get("langgraph_node"), {"text": message.text})
+            elif mode == "tasks":
+                _task_event(publish, ws, rid, chunk, started)
+            else:
+                publish(ws, rid, "custom", None, {"value": chunk})
+            if cancel.is_set():
+                return False
+        return True
+
+    def _decided(self, live: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+        resume = {}
+        for interrupt_id, payload in live:
+            if self.m.approvals.decision_for(str(payload["approval_id"])) is not None:
+                resume[interrupt_id] = {"approval_id": payload["approval_id"]}
+        return resume
+
+    def _wait_for_people(self, run: Run, live: list[tuple[str, Mapping[str, Any]]]) -> bool:
+        with self.m.sessions() as session:
+            current = session.get(Run, run.run_id)
+            assert current is not None
+            new_ids = self.m.approvals.record_interrupts(session, current, live)
+            session.commit()
+        failpoint("approval.after_row")
+        if self._decided(live):  # decided while we were writing: go on at once
+            return True
+        changed = self._set_status(run, "waiting_approval", attempts=0)
+        if changed:
+            for approval_id in new_ids:
+                self.m.events.publish(
+                    run.workspace_id,
+                    run.run_id,
+                    "approval_requested",
+                    data={"approval_id": approval_id},
+                )
+            self.m.events.publish(
+                run.workspace_id, run.run_id, "run_status", data={"status": "waiting_approval"}
+            )
+        self.m.events.request_flush()
+        return False
+
+    def _succeed(self, run: Run, values: Mapping[str, Any]) -> None:
+        output = values.get(OUTPUT_KEY)
+        if output is None:
+            output = _fallback_output(values)
+        self._finish(run, "succeeded", output=output)
+
+    def _fail(self, run: Run, exc: BaseException) -> None:
+        if isinstance(exc, GraphRecursionError):
+            message = "the run reached its step limit (policies.max_steps)"
+        elif isinstance(exc, StudioError):
+            message = str(exc)
+        else:
+            log.error("run %s failed", run.run_id, exc_info=exc)
+            message = f"internal error ({type(exc).__name__}); see the server log"
+        self._finish(run, "failed", error=message)
+
+    def _finish(
+        self, run: Run, status: str, *, output: Any = None, error: str | None = None
+    ) -> None:
+        with self.m.sessions() as session:
+            changed = affected(
+                session,
+                update(Run)
+                .where(Run.run_id == run.run_id, Run.status.in_(("queued", "running")))
+                .values(
+                    status=status,
+                    output=output,
+                    error=error,
+                    attempts=0,
+                    finished_at=datetime.now(UTC),
+                ),
+            )
+            if changed:
+                self._enqueue_notifications(session, run, status)
+            session.commit()
+        if changed:
+            data = {"status": status, **({"error": error} if error else {})}
+            self.m.events.publish(run.workspace_id, run.run_id, "run_status", data=data)
+            self.m.events.request_flush()
+
+    def _enqueue_notifications(self, session: Any, run: Run, status: str) -> None:
+        notify = run.notify or {}
+        payload = {"run_id": run.run_id, "status": status, "graph_id": run.graph_id}
+        key = f"notify_{run.run_id}"
+        if notify.get("webhook"):
+            enqueue_webhook(
+                session,
+                workspace_id=run.workspace_id,
+                run_id=run.run_id,
+                url=notify["webhook"],
+                payload=payload,
+                idempotency_key=key,
+            )
+        if notify.get("email"):
+            SqlOutbox(session, workspace_id=run.workspace_id, run_id=run.run_id).enqueue_email(
+                to=notify["email"],
+                subject=f"Run {run.run_id} {status}",
+                body=f"Run {run.run_id} of graph {run.graph_id} ended: {status}.",
+                idempotency_key=key + "_email",
+            )
+
+    def _set_status(self, run: Run, status: str, **values: Any) -> bool:
+        with self.m.sessions() as session:
+            changed = affected(
+                session,
+                update(Run)
+                .where(Run.run_id == run.run_id, Run.status.in_(("queued", "running")))
+                .values(status=status, **values),
+            )
+            session.commit()
+        return bool(changed)
+
+
+class _NoOutbox:
+    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
+        raise UserError("e-mail can only be sent by an e-mail tool call")
+
+
+def _live_interrupts(state: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    return [
+        (i.id, i.value)
+        for task in state.tasks
+        for i in task.interrupts
+        if isinstance(i.value, Mapping) and "approval_id" in i.value
+    ]
+
+
+def _initial_state(doc: GraphDocument, values: Mapping[str, Any]) -> dict[str, Any]:
+    state = {f.name: f.default for f in doc.state if f.default is not None}
+    state.update({k: v for k, v in values.items() if k != "messages"})
+    messages = values.get("messages")
+    if isinstance(messages, str):
+        messages = [messages]
+    if messages:
+        state["messages"] = [HumanMessage(str(m)) for m in messages]
+    return state
+
+
+def _fallback_output(values: Mapping[str, Any]) -> dict[str, Any]:
+    messages = values.get("messages") or []
+    last = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+    return {"answer": last.text} if last is not None else {}
+
+
+def _task_event(
+    publish: Any, ws: str, rid: str, chunk: Mapping[str, Any], started: dict[str, float]
+) -> None:
+    name, task_id = chunk.get("name"), chunk.get("id", "")
+    if "triggers" in chunk:
+        started[task_id] = time.perf_counter()
+        publish(ws, rid, "node_started", name, {"task": task_id})
+        return
+    elapsed = time.perf_counter() - started.pop(task_id, time.perf_counter())
+    data: dict[str, Any] = {"task": task_id, "ms": round(elapsed * 1000, 3)}
+    if chunk.get("error"):
+        data["error"] = str(chunk["error"])[:500]
+    if chunk.get("interrupts"):
+        data["paused"] = True
+    usage = _usage(chunk.get("result") or [])
+    if usage:
+        data.update(usage)
+    publish(ws, rid, "node_finished", name, data)
+
+
+def _usage(writes: Any) -> dict[str, Any]:
+    """Token usage and model of the AI messages a node wrote (missing stays missing)."""
+    pairs = list(writes.items()) if isinstance(writes, Mapping) else list(writes or [])
+    for channel, value in pairs:
+        if channel != "messages":
+            continue
+        for message in value if isinstance(value, list) else [value]:
+            if isinstance(message, AIMessage):
+                usage = message.usage_metadata
+                return {
+                    "model": message.response_metadata.get("model_name"),
+                    "input_tokens": usage["input_tokens"] if usage else None,
+                    "output_tokens": usage["output_tokens"] if usage else None,
+                    "tool_calls": [c["name"] for c in message.tool_calls],
+                }
+    return {}

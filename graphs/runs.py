@@ -1,0 +1,347 @@
+"""The run manager: runs are background jobs with ids, durable across crashes.
+
+`start_run` stores a queued run and returns its id at once; a worker thread (bounded pool)
+drives it through LangGraph with `durability="sync"`. On start the manager reconciles
+approvals with interrupts and resumes every run whose worker died, from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FINAL_STATUSES", "RunManager", "RunView"]
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from components.base import HttpPolicy, SecretResolver
+from components.errors import Conflict, NotFound, UserError
+from components.registry import Registry
+from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
+from graphs.db import affected
+from graphs.events import EventLog
+from graphs.execution import Executor
+from graphs.failpoints import failpoint
+from graphs.identity import Actor
+from graphs.leases import LeaseKeeper, process_owner_id
+from graphs.library import GraphLibrary, VersionView
+from graphs.tables import Run
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
+SETTLED_STATUSES = FINAL_STATUSES | {"waiting_approval"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    run_id: str
+    graph_id: str
+    version_id: str
+    status: str
+    started_by: str
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _run_view(run: Run) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        graph_id=run.graph_id,
+        version_id=run.version_id,
+        status=run.status,
+        started_by=run.started_by,
+        input=run.input,
+        output=run.output,
+        error=run.error,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+    )
+
+
+def env_secrets(name: str) -> str:
+    """Headless default: secret NAME comes from the environment variable STUDIO_SECRET_NAME."""
+    import os
+
+    value = os.environ.get(f"STUDIO_SECRET_{name}")
+    if value is None:
+        raise NotFound(f"secret {name!r} is not set; export STUDIO_SECRET_{name}")
+    return value
+
+
+class RunManager:
+    def __init__(
+        self,
+        engine: Engine,
+        checkpoint_path: Path,
+        registry: Registry,
+        *,
+        max_concurrency: int = 4,
+        lease_ttl_s: float = 30.0,
+        secrets: SecretResolver = env_secrets,
+        http: HttpPolicy | None = None,
+        tier_floor: Any = None,
+        authority: ApprovalAuthority | None = None,
+        max_crash_attempts: int = 3,
+    ) -> None:
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.registry = registry
+        self.library = GraphLibrary(self.sessions, registry)
+        self.approvals = Approvals(self.sessions, authority)
+        self.events = EventLog(self.sessions)
+        self.leases = LeaseKeeper(self.sessions, process_owner_id(), lease_ttl_s)
+        self.max_crash_attempts = max_crash_attempts
+        self.executor = Executor(
+            self,
+            checkpoint_path,
+            secrets=secrets,
+            http=http or HttpPolicy(),
+            tier_floor=tier_floor or (lambda _tool: "free"),
+        )
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="run")
+        self._active: dict[str, threading.Event] = {}
+        self._again: set[str] = set()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition()
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> list[str]:
+        """Reconcile approvals, start the lease heartbeat, resume orphaned runs."""
+        from graphs.reconcile import reconcile
+
+        reconcile(self)
+        self.leases.start(self._on_heartbeat)
+        return self.recover()
+
+    def recover(self) -> list[str]:
+        with self.sessions() as session:
+            ids = list(
+                session.scalars(select(Run.run_id).where(Run.status.in_(("queued", "running"))))
+            )
+        for run_id in ids:
+            self._submit(run_id)
+        return ids
+
+    def close(self, *, wait: bool = True) -> None:
+        self.leases.stop()
+        with self._lock:
+            for flag in self._active.values():
+                flag.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self.events.close()
+        self.executor.close()
+
+    # --- service functions -----------------------------------------------------------
+    def start_run(
+        self,
+        actor: Actor,
+        *,
+        graph_id: str | None = None,
+        version_id: str | None = None,
+        input: Mapping[str, Any] | None = None,
+        notify: Mapping[str, str] | None = None,
+    ) -> str:
+        """Queue a run of a graph's latest version (or a given one); returns its id at once."""
+        if version_id:
+            version = self.library.version(actor, version_id)
+        elif graph_id:
+            version = self.library.latest(actor, graph_id)
+        else:
+            raise UserError("start_run needs a graph_id or a version_id")
+        values = _checked_input(version, dict(input or {}))
+        run_id = str(uuid.uuid4())
+        with self.sessions() as session:
+            session.add(
+                Run(
+                    run_id=run_id,
+                    workspace_id=actor.workspace_id,
+                    graph_id=version.graph_id,
+                    version_id=version.version_id,
+                    thread_id=f"run:{run_id}",
+                    status="queued",
+                    started_by=actor.user_id,
+                    input=values,
+                    notify=_checked_notify(notify),
+                    created_at=datetime.now(UTC),
+                )
+            )
+            session.commit()
+        self.events.publish(actor.workspace_id, run_id, "run_status", data={"status": "queued"})
+        self._submit(run_id)
+        return run_id
+
+    def get(self, actor: Actor, run_id: str) -> RunView:
+        with self.sessions() as session:
+            return _run_view(self._run(session, actor, run_id))
+
+    def list(self, actor: Actor, *, status: str | None = None, limit: int = 100) -> list[RunView]:
+        query = (
+            select(Run)
+            .where(Run.workspace_id == actor.workspace_id)
+            .order_by(Run.created_at.desc())
+            .limit(min(limit, 1000))
+        )
+        if status:
+            query = query.where(Run.status == status)
+        with self.sessions() as session:
+            return [_run_view(r) for r in session.scalars(query)]
+
+    def cancel(self, actor: Actor, run_id: str) -> RunView:
+        with self.sessions() as session:
+            run = self._run(session, actor, run_id)
+            changed = affected(
+                session,
+                update(Run)
+                .where(
+                    Run.run_id == run.run_id,
+                    Run.status.in_(("queued", "running", "waiting_approval")),
+                )
+                .values(status="cancelled", finished_at=datetime.now(UTC)),
+            )
+            if not changed:
+                raise Conflict(f"run {run_id!r} is already {run.status}")
+            self.approvals.cancel_pending(session, run_id)
+            session.commit()
+        with self._lock:
+            if run_id in self._active:
+                self._active[run_id].set()
+        self.events.publish(actor.workspace_id, run_id, "run_status", data={"status": "cancelled"})
+        self.notify_settled()
+        return self.get(actor, run_id)
+
+    def decide(
+        self,
+        actor: Actor,
+        approval_id: str,
+        decision: Decision,
+        *,
+        args: Mapping[str, Any] | None = None,
+        feedback: str | None = None,
+    ) -> ApprovalView:
+        """Record a decision (once) and resume the run that waits on it."""
+        view = self.approvals.get(actor, approval_id)
+        run = self.get(actor, view.run_id)
+        validate = self.executor.arg_validator(run.version_id)
+        decided = self.approvals.decide(
+            actor, approval_id, decision, args=args, feedback=feedback, validate_args=validate
+        )
+        self.events.publish(
+            actor.workspace_id,
+            view.run_id,
+            "approval_decided",
+            view.node_id,
+            {"approval_id": approval_id, "decision": decision, "by": actor.user_id},
+        )
+        failpoint("decision.after_commit")
+        self._submit(view.run_id)
+        return decided
+
+    def wait(self, actor: Actor, run_id: str, *, timeout_s: float = 60.0) -> RunView:
+        """Block until the run is final or waiting for a person (or the timeout passes)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.get(actor, run_id)
+            if view.status in SETTLED_STATUSES and run_id not in self._active:
+                return view
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return view
+            with self._settled:
+                self._settled.wait(min(remaining, 0.05))
+
+    # --- internals -------------------------------------------------------------------
+    def _run(self, session: Session, actor: Actor, run_id: str) -> Run:
+        run = session.get(Run, run_id)
+        if run is None or run.workspace_id != actor.workspace_id:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
+
+    def notify_settled(self) -> None:
+        with self._settled:
+            self._settled.notify_all()
+
+    def _submit(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._active:
+                self._again.add(run_id)
+                return
+            self._active[run_id] = threading.Event()
+        self._pool.submit(self._drive, run_id)
+
+    def _drive(self, run_id: str) -> None:
+        try:
+            while True:
+                again = self.executor.drive(run_id, self._active[run_id])
+                with self._lock:
+                    if not again and run_id not in self._again:
+                        del self._active[run_id]
+                        break
+                    self._again.discard(run_id)
+        except Exception:
+            log.exception("run %s: worker failed", run_id)
+            with self._lock:
+                self._active.pop(run_id, None)
+        finally:
+            self.notify_settled()
+
+    def _on_heartbeat(self, held: set[str]) -> None:
+        """Stop local work on runs that were cancelled from another process."""
+        if not held:
+            return
+        with self.sessions() as session:
+            cancelled = set(
+                session.scalars(
+                    select(Run.run_id).where(Run.run_id.in_(held), Run.status == "cancelled")
+                )
+            )
+        with self._lock:
+            for run_id in cancelled:
+                if run_id in self._active:
+                    self._active[run_id].set()
+
+
+def _checked_input(version: VersionView, values: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name: f for f in version.document.input_fields()}
+    unknown = sorted(set(values) - set(fields) - {"messages"})
+    if unknown:
+        raise UserError(
+            f"unknown input {', '.join(map(repr, unknown))}; this graph takes "
+            f"{', '.join(sorted(fields)) or 'no inputs'}"
+        )
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str,
+        "number": (int, float),
+        "integer": int,
+        "boolean": bool,
+        "object": dict,
+        "list": list,
+    }
+    for name, field in fields.items():
+        if name not in values:
+            if field.default is None:
+                raise UserError(f"input {name!r} is required: {field.description or field.type}")
+            values[name] = field.default
+        expected = types.get(field.type)
+        if expected and not isinstance(values[name], expected):
+            raise UserError(f"input {name!r} must be a {field.type}")
+    return values
+
+
+def _checked_notify(notify: Mapping[str, str] | None) -> dict[str, str]:
+    allowed = {"webhook", "email"}
+    extra = set(notify or {}) - allowed
+    if extra:
+        raise UserError(f"notify takes only {', '.join(sorted(allowed))}")
+    return dict(notify or {})
