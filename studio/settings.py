@@ -1,0 +1,38 @@
+"""One settings object, read from the environment (``STUDIO_*``) at start-up."""
+
+from __future__ import annotations
+
+__all__ = ["Settings"]
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agent-studio"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Folder for the database and checkpoints."
+    )
+    http_allow: str = Field(
+        default="",
+        description="Comma-separated host or host:port list the HTTP tool and webhooks may "
+        "reach even though they are private or loopback addresses.",
+    )
+    max_concurrency: int = Field(default=4, ge=1, le=256, description="Runs at once.")
+    lease_ttl_s: float = Field(default=30.0, gt=0, description="Run lease time-to-live.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "studio.db"
+
+    def allow_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip() for h in self.http_allow.split(",") if h.strip())
