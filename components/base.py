@@ -73,7 +73,7 @@ def field_kind(schema: dict[str, Any]) -> str | None:
     kind = schema.get("x-studio")
     if isinstance(kind, str):
         return kind
-    nested = [schema.get("items"), *schema.get("anyOf", [])]
+    nested = [schema.get("items"), schema.get("additionalProperties"), *schema.get("anyOf", [])]
     for sub in nested:
         if isinstance(sub, dict) and (found := field_kind(sub)):
             return found

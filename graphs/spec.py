@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from components.base import Tier
+from components.errors import NotFound
 
 SCHEMA_VERSION = 1
 END = "__end__"
@@ -84,8 +85,14 @@ class EdgeDoc(_Doc):
         return self.id or f"{self.source}->{self.target}"
 
 
+def _not_reserved(name: str) -> str:
+    if name == "messages" or name.startswith("studio_"):
+        raise ValueError(f"{name!r} is reserved by the studio; choose another field name")
+    return name
+
+
 class StateField(_Doc):
-    name: Identifier
+    name: Annotated[Identifier, AfterValidator(_not_reserved)]
     type: Literal["string", "number", "integer", "boolean", "object", "list", "messages"] = "string"
     reducer: Literal["replace", "append"] = Field(
         default="replace", description="'append' concatenates lists written by several nodes."
@@ -135,7 +142,10 @@ class GraphDocument(_Doc):
     policies: Policies = Field(default_factory=Policies)
 
     def node(self, node_id: str) -> NodeDoc:
-        return next(n for n in self.nodes if n.id == node_id)
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise NotFound(f"graph {self.name!r} has no node {node_id!r}")
 
     def input_fields(self) -> list[StateField]:
         return [f for f in self.state if f.input]

@@ -22,7 +22,7 @@ import re
 import reprlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import accumulate
 from typing import Any, TypeVar
@@ -548,7 +548,8 @@ def _tool_problems(tool: ToolDecl, scope: _Scope) -> list[Problem]:
     spec = scope.registry.tool_types.get(tool.type)
     if spec is None:
         return [place.problem(_unknown("tool type", tool.type, scope.registry.tool_types))]
-    return _config_problems(spec.config_model, tool.config, place, scope)
+    call_scope = replace(scope, state=frozenset({"args"}))  # tool templates read the call
+    return _config_problems(spec.config_model, tool.config, place, call_scope)
 
 
 # ---------------------------------------------------------------- marked config fields

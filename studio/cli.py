@@ -10,6 +10,7 @@ __all__ = ["main"]
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -222,7 +223,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Warnings and errors to stderr; httpx's request lines (full URLs, which may carry
+    tokens) are kept out of the logs."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

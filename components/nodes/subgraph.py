@@ -32,6 +32,7 @@ def build(node_id: str, config: SubgraphConfig, ctx: BuildContext) -> BuiltNode:
 
     def subgraph_node(state: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
         child_input = {inner: state.get(outer) for inner, outer in config.inputs.items()}
+        child_input["studio_tainted"] = bool(state.get("studio_tainted"))  # provenance carries in
         result = child.invoke(child_input, context=runtime.context)
         update = {outer: result.get(inner) for outer, inner in config.outputs.items()}
         if result.get("studio_tainted"):
