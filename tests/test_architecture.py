@@ -55,7 +55,8 @@ def test_headless_runtime_needs_only_graphs_and_components() -> None:
 
     probe = (
         "import sys, graphs, components.registry as r; r.default_registry();"
-        "bad=[m for m in sys.modules if m.split('.')[0] in ('studio','nicegui','auth','analytics')];"
+        "bad=[m for m in sys.modules"
+        " if m.split('.')[0] in ('studio','nicegui','auth','analytics')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
