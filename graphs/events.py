@@ -42,6 +42,8 @@ class EventLog:
         self._interval = flush_interval_s
         self._lock = threading.Lock()
         self._pending: list[RunEventView] = []
+        self._writing: list[RunEventView] = []  # taken by the writer, not yet committed
+        self._flush_lock = threading.Lock()
         self._last_seq: dict[str, int] = {}
         self._subscribers: dict[str, list[queue.Queue[RunEventView]]] = defaultdict(list)
         self._wake = threading.Event()
@@ -99,26 +101,29 @@ class EventLog:
             )
             .order_by(RunEvent.seq)
         )
+        with self._lock:  # unstored events first: one committed meanwhile is then in the table
+            unstored = [
+                e
+                for e in (*self._writing, *self._pending)
+                if e.run_id == run_id and e.seq > after and e.workspace_id == workspace_id
+            ]
         with self._sessions() as session:
             stored = [
                 RunEventView(r.run_id, r.seq, r.kind, r.node_id, r.data, r.at, r.workspace_id)
                 for r in session.scalars(query)
             ]
-        with self._lock:
-            seen = {e.seq for e in stored}
-            stored += [
-                e
-                for e in self._pending
-                if e.run_id == run_id
-                and e.seq > after
-                and e.workspace_id == workspace_id
-                and e.seq not in seen
-            ]
+        seen = {e.seq for e in stored}
+        stored += [e for e in unstored if e.seq not in seen]
         return sorted(stored, key=lambda e: e.seq)
 
     def flush(self) -> None:
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
+            self._writing = batch
         if not batch:
             return
         rows = [
@@ -137,12 +142,15 @@ class EventLog:
             with self._sessions() as session:
                 session.execute(insert(RunEvent), rows)
                 session.commit()
+            with self._lock:
+                self._writing = []
         except Exception:
             log.exception(
                 "could not store %d run events; keeping them for the next batch", len(rows)
             )
             with self._lock:
                 self._pending = batch + self._pending
+                self._writing = []
 
     def request_flush(self) -> None:
         self._wake.set()

@@ -8,7 +8,7 @@ read from the checkpoint, never from memory.
 
 from __future__ import annotations
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "enqueue_notifications"]
 
 import logging
 import threading
@@ -286,33 +286,12 @@ class Executor:
                 ),
             )
             if changed:
-                self._enqueue_notifications(session, run, status)
+                enqueue_notifications(session, run, status)
             session.commit()
         if changed:
             data = {"status": status, **({"error": error} if error else {})}
             self.m.events.publish(run.workspace_id, run.run_id, "run_status", data=data)
             self.m.events.request_flush()
-
-    def _enqueue_notifications(self, session: Any, run: Run, status: str) -> None:
-        notify = run.notify or {}
-        payload = {"run_id": run.run_id, "status": status, "graph_id": run.graph_id}
-        key = f"notify_{run.run_id}"
-        if notify.get("webhook"):
-            enqueue_webhook(
-                session,
-                workspace_id=run.workspace_id,
-                run_id=run.run_id,
-                url=notify["webhook"],
-                payload=payload,
-                idempotency_key=key,
-            )
-        if notify.get("email"):
-            SqlOutbox(session, workspace_id=run.workspace_id, run_id=run.run_id).enqueue_email(
-                to=notify["email"],
-                subject=f"Run {run.run_id} {status}",
-                body=f"Run {run.run_id} of graph {run.graph_id} ended: {status}.",
-                idempotency_key=key + "_email",
-            )
 
     def _set_status(self, run: Run, status: str, **values: Any) -> bool:
         with self.m.sessions() as session:
@@ -393,3 +372,37 @@ def _usage(writes: Any) -> dict[str, Any]:
                     "tool_calls": [c["name"] for c in message.tool_calls],
                 }
     return {}
+
+
+def enqueue_notifications(session: Any, run: Run, status: str) -> None:
+    """Queue the run's end-of-run notices in the caller's transaction (once per run).
+
+    Targets were checked when the run started; should one still be refused, the run ends
+    anyway and the refusal is logged.
+    """
+    try:
+        _enqueue_notifications(session, run, status)
+    except StudioError:
+        log.exception("run %s: could not queue its notification", run.run_id)
+
+
+def _enqueue_notifications(session: Any, run: Run, status: str) -> None:
+    notify = run.notify or {}
+    payload = {"run_id": run.run_id, "status": status, "graph_id": run.graph_id}
+    key = f"notify_{run.run_id}"
+    if notify.get("webhook"):
+        enqueue_webhook(
+            session,
+            workspace_id=run.workspace_id,
+            run_id=run.run_id,
+            url=notify["webhook"],
+            payload=payload,
+            idempotency_key=key,
+        )
+    if notify.get("email"):
+        SqlOutbox(session, workspace_id=run.workspace_id, run_id=run.run_id).enqueue_email(
+            to=notify["email"],
+            subject=f"Run {run.run_id} {status}",
+            body=f"Run {run.run_id} of graph {run.graph_id} ended: {status}.",
+            idempotency_key=key + "_email",
+        )

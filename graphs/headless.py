@@ -18,11 +18,13 @@ __all__ = [
     "read_graph_file",
     "run_document",
     "run_file",
+    "signing_key_for",
 ]
 
 import getpass
 import json
 import os
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from components.errors import UserError
 from components.registry import Registry, default_registry
 from graphs.db import make_engine, migrate
 from graphs.identity import Actor
+from graphs.outbox import OutboxDispatcher, SmtpSettings
 from graphs.runs import RunManager, RunView
 from graphs.validation import MAX_DOCUMENT_BYTES
 
@@ -57,25 +60,48 @@ def checkpoint_path_for(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}-checkpoints{db_path.suffix or '.db'}")
 
 
+def signing_key_for(db_path: Path) -> bytes:
+    """The webhook signing key: STUDIO_WEBHOOK_SECRET, else a key file beside the database
+    created on first use with mode 0600."""
+    if secret := os.environ.get("STUDIO_WEBHOOK_SECRET"):
+        return secret.encode()
+    key_file = db_path.with_name(f"{db_path.stem}-webhook.key")
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_bytes().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    return key_file.read_bytes().strip()
+
+
 @contextmanager
 def open_runtime(
     db_path: str | Path,
     *,
     registry: Registry | None = None,
     http: HttpPolicy | None = None,
+    smtp: SmtpSettings | None = None,
     resume: bool = True,
     **manager_options: Any,
 ) -> Iterator[Runtime]:
-    """Open (creating if needed) a studio database file and its checkpoint file."""
+    """Open (creating if needed) a studio database file and its checkpoint file.
+
+    Outgoing e-mail (when `smtp` is given) and webhook notices are delivered by a background
+    dispatcher, and once more when the runtime closes.
+    """
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
+    policy = http or HttpPolicy()
+    outbox = OutboxDispatcher(engine, smtp=smtp, http=policy, signing_key=signing_key_for(path))
     manager = RunManager(
         engine,
         checkpoint_path_for(path),
         registry or default_registry(),
-        http=http,
+        http=policy,
+        outbox=outbox,
         **manager_options,
     )
     if resume:

@@ -10,10 +10,11 @@ from __future__ import annotations
 __all__ = ["FINAL_STATUSES", "RunManager", "RunView"]
 
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,16 +25,17 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.base import HttpPolicy, SecretResolver
-from components.errors import Conflict, NotFound, UserError
+from components.errors import Conflict, NotFound, StudioError, UserError
 from components.registry import Registry
 from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
 from graphs.db import affected
-from graphs.events import EventLog
-from graphs.execution import Executor
+from graphs.events import EventLog, RunEventView
+from graphs.execution import Executor, enqueue_notifications
 from graphs.failpoints import failpoint
 from graphs.identity import Actor
 from graphs.leases import LeaseKeeper, process_owner_id
 from graphs.library import GraphLibrary, VersionView
+from graphs.outbox import OutboxDispatcher, start_dispatcher_thread
 from graphs.tables import Run
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class RunManager:
         tier_floor: Any = None,
         authority: ApprovalAuthority | None = None,
         max_crash_attempts: int = 3,
+        outbox: OutboxDispatcher | None = None,
+        outbox_interval_s: float = 1.0,
     ) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.registry = registry
@@ -110,6 +114,9 @@ class RunManager:
             http=http or HttpPolicy(),
             tier_floor=tier_floor or (lambda _tool: "free"),
         )
+        self.outbox = outbox
+        self._outbox_interval = outbox_interval_s
+        self._outbox_stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="run")
         self._active: dict[str, threading.Event] = {}
         self._again: set[str] = set()
@@ -123,6 +130,8 @@ class RunManager:
 
         reconcile(self)
         self.leases.start(self._on_heartbeat)
+        if self.outbox is not None:
+            start_dispatcher_thread(self.outbox, self._outbox_interval, self._outbox_stop)
         return self.recover()
 
     def recover(self) -> list[str]:
@@ -140,6 +149,12 @@ class RunManager:
             for flag in self._active.values():
                 flag.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._outbox_stop.set()
+        if self.outbox is not None:
+            try:  # a last pass, so a short-lived CLI process still delivers its notices
+                self.outbox.deliver_pending()
+            except Exception:
+                log.exception("outbox: last delivery pass failed; rows stay queued")
         self.events.close()
         self.executor.close()
 
@@ -213,6 +228,7 @@ class RunManager:
             if not changed:
                 raise Conflict(f"run {run_id!r} is already {run.status}")
             self.approvals.cancel_pending(session, run_id)
+            enqueue_notifications(session, run, "cancelled")
             session.commit()
         with self._lock:
             if run_id in self._active:
@@ -247,6 +263,35 @@ class RunManager:
         failpoint("decision.after_commit")
         self._submit(view.run_id)
         return decided
+
+    def iter_events(
+        self, actor: Actor, run_id: str, *, after: int = 0, timeout_s: float = 300.0
+    ) -> Iterator[RunEventView]:
+        """Every event of the run after sequence `after` — stored ones, then live ones —
+        until the run is final or waiting for a person (or `timeout_s` passes)."""
+        self.get(actor, run_id)  # scope check: a foreign run is not found
+        live = self.events.subscribe(run_id)  # before reading history, so nothing falls between
+        try:
+            last = after
+            for event in self.events.history(actor.workspace_id, run_id, after=after):
+                yield event
+                last = event.seq
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    event = live.get(timeout=0.05)
+                except queue.Empty:
+                    if self._is_settled(actor, run_id):
+                        return
+                    continue
+                if event.seq > last:
+                    yield event
+                    last = event.seq
+        finally:
+            self.events.unsubscribe(run_id, live)
+
+    def _is_settled(self, actor: Actor, run_id: str) -> bool:
+        return run_id not in self._active and self.get(actor, run_id).status in SETTLED_STATUSES
 
     def wait(self, actor: Actor, run_id: str, *, timeout_s: float = 60.0) -> RunView:
         """Block until the run is final or waiting for a person (or the timeout passes)."""
@@ -340,8 +385,22 @@ def _checked_input(version: VersionView, values: dict[str, Any]) -> dict[str, An
 
 
 def _checked_notify(notify: Mapping[str, str] | None) -> dict[str, str]:
+    """Check notification targets before the run is stored (a bad one is a UserError)."""
+    from components.netguard import parse_url
+    from components.tools.email import is_email_address
+
     allowed = {"webhook", "email"}
     extra = set(notify or {}) - allowed
     if extra:
         raise UserError(f"notify takes only {', '.join(sorted(allowed))}")
-    return dict(notify or {})
+    targets = {k: v for k, v in (notify or {}).items() if v}
+    if not all(isinstance(v, str) for v in targets.values()):
+        raise UserError("notify targets must be strings")
+    if "webhook" in targets:
+        try:
+            parse_url(targets["webhook"])
+        except StudioError as exc:
+            raise UserError(f"notify webhook: {exc}") from None
+    if "email" in targets and not is_email_address(targets["email"]):
+        raise UserError(f"notify email {targets['email']!r} is not an e-mail address")
+    return targets

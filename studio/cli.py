@@ -51,6 +51,7 @@ def _runtime(args: argparse.Namespace, *, resume: bool = True) -> Any:
     return open_runtime(
         db,
         http=http,
+        smtp=settings.smtp(),
         resume=resume,
         max_concurrency=settings.max_concurrency,
         lease_ttl_s=settings.lease_ttl_s,

@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from graphs.outbox import SmtpSettings
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -29,10 +31,19 @@ class Settings(BaseSettings):
     )
     max_concurrency: int = Field(default=4, ge=1, le=256, description="Runs at once.")
     lease_ttl_s: float = Field(default=30.0, gt=0, description="Run lease time-to-live.")
+    smtp_host: str = Field(default="", description="SMTP server for e-mail; empty: keep queued.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_sender: str = Field(default="studio@localhost", description="From address.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade with STARTTLS.")
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "studio.db"
+
+    def smtp(self) -> SmtpSettings | None:
+        if not self.smtp_host:
+            return None
+        return SmtpSettings(self.smtp_host, self.smtp_port, self.smtp_sender, self.smtp_starttls)
 
     def allow_hosts(self) -> frozenset[str]:
         return frozenset(h.strip() for h in self.http_allow.split(",") if h.strip())

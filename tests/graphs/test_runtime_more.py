@@ -1,0 +1,169 @@
+"""Human nodes, event streams, leases, the reconciler and runtime files."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from components.errors import Conflict, NotFound
+from graphs.headless import Runtime, open_runtime, signing_key_for
+from graphs.identity import Actor
+from graphs.leases import LeaseKeeper, owner_is_dead
+from graphs.reconcile import reconcile
+from graphs.tables import Approval, Run
+from tests.conftest import example, support_doc
+from tests.loopback.http_receiver import HttpReceiver
+
+HUMAN = {
+    "schema_version": 1,
+    "name": "Human steps",
+    "entry": "ask",
+    "state": [
+        {"name": "topic", "type": "string", "input": True},
+        {"name": "answer", "type": "string"},
+        {"name": "approved", "type": "boolean"},
+        {"name": "why", "type": "string"},
+    ],
+    "nodes": [
+        {
+            "id": "ask",
+            "type": "human_input",
+            "config": {
+                "question": "What should we say about {{ topic }}?",
+                "target_field": "answer",
+            },
+        },
+        {
+            "id": "check",
+            "type": "human_approval",
+            "config": {
+                "title": "Publish the answer?",
+                "details": "{{ answer }}",
+                "tier": "admin",
+                "feedback_field": "why",
+            },
+        },
+        {"id": "out", "type": "output", "config": {"fields": ["answer", "approved", "why"]}},
+    ],
+    "edges": [{"source": "ask", "target": "check"}, {"source": "check", "target": "out"}],
+}
+
+
+def _start(rt: Runtime, actor: Actor, doc: dict[str, Any], inputs: dict[str, Any]) -> str:
+    version = rt.manager.library.create(actor, doc)
+    run_id = rt.manager.start_run(actor, version_id=version.version_id, input=inputs)
+    rt.manager.wait(actor, run_id, timeout_s=30)
+    return run_id
+
+
+def test_human_input_then_admin_approval(runtime: Runtime, alice: Actor, bob: Actor) -> None:
+    m = runtime.manager
+    run_id = _start(runtime, alice, HUMAN, {"topic": "pricing"})
+    [question] = m.approvals.list(alice, run_id=run_id)
+    assert question.kind == "input" and question.allowed == ["respond"]
+    assert question.args == {"question": "What should we say about pricing?"}
+    with pytest.raises(Exception, match="not offered"):
+        m.decide(alice, question.approval_id, "approve")
+    m.decide(alice, question.approval_id, "respond", args={"response": "It is free."})
+    assert m.wait(alice, run_id).status == "waiting_approval"
+    [check] = m.approvals.list(alice, run_id=run_id)
+    assert (check.kind, check.tier, check.args) == ("approval", "admin", {"details": "It is free."})
+    m.decide(bob, check.approval_id, "reject", feedback="needs legal review")
+    run = m.wait(alice, run_id)
+    assert run.status == "succeeded"
+    assert run.output == {"answer": "It is free.", "approved": False, "why": "needs legal review"}
+
+
+def test_iter_events_replays_history_then_follows_live_until_settled(
+    runtime: Runtime, receiver: HttpReceiver, alice: Actor, mallory: Actor
+) -> None:
+    m = runtime.manager
+    version = m.library.create(alice, support_doc(receiver))
+    run_id = m.start_run(alice, version_id=version.version_id, input={"order_id": "A-1"})
+    seen = [e.seq for e in m.iter_events(alice, run_id, timeout_s=30)]
+    assert seen == list(range(1, len(seen) + 1))
+    assert m.get(alice, run_id).status == "waiting_approval"
+    resumed = [e.seq for e in m.iter_events(alice, run_id, after=seen[-3])]
+    assert resumed == seen[-2:]
+    with pytest.raises(NotFound):
+        list(m.iter_events(mallory, run_id))
+
+
+def test_a_lease_is_held_by_one_owner_and_freed_when_its_process_is_dead(
+    runtime: Runtime, alice: Actor
+) -> None:
+    m = runtime.manager
+    version = m.library.create(alice, example("triage_router"))
+    run_id = m.start_run(alice, version_id=version.version_id, input={"ticket": "invoice"})
+    m.wait(alice, run_id)
+    with m.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.status, run.lease_owner = "running", None
+        session.commit()
+        session.refresh(run)
+    first = LeaseKeeper(m.sessions, "host-a:1:x", ttl_s=60)
+    second = LeaseKeeper(m.sessions, "host-b:2:y", ttl_s=60)
+    outcomes = []
+    barrier = threading.Barrier(2)
+
+    def claim(keeper: LeaseKeeper) -> None:
+        barrier.wait()
+        outcomes.append(keeper.claim(run, recovering=True))
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [False, True]
+    assert owner_is_dead("this-host-is-elsewhere:1:x") is False
+    import socket
+
+    assert owner_is_dead(f"{socket.gethostname()}:999999999:x") is True
+
+
+def test_reconciler_supersedes_rows_without_a_live_interrupt_and_cancels_finished_runs(
+    tmp_path: Path, receiver: HttpReceiver, alice: Actor
+) -> None:
+    with open_runtime(tmp_path / "s.db", resume=False) as rt:
+        m = rt.manager
+        m.start()
+        run_id = _start(rt, alice, support_doc(receiver), {"order_id": "A-2"})
+        [real] = m.approvals.list(alice, run_id=run_id)
+        with m.sessions() as session:
+            orphan = Approval(
+                **{
+                    c.name: getattr(session.get(Approval, real.approval_id), c.name)
+                    for c in Approval.__table__.columns
+                }
+            )
+            orphan.approval_id, orphan.created_at = "apr_orphan", datetime.now(UTC)
+            session.add(orphan)
+            session.commit()
+        counts = reconcile(m)
+        assert counts["superseded"] == 1
+        statuses = {a.approval_id: a.status for a in m.approvals.list(alice, status=None)}
+        assert statuses == {real.approval_id: "pending", "apr_orphan": "superseded"}
+        m.cancel(alice, run_id)
+        with m.sessions() as session:
+            session.execute(select(Approval))
+        with pytest.raises(Conflict):
+            m.decide(alice, real.approval_id, "approve")
+
+
+def test_webhook_key_file_is_private_and_stable(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.delenv("STUDIO_WEBHOOK_SECRET", raising=False)
+    db = tmp_path / "studio.db"
+    first = signing_key_for(db)
+    key_file = tmp_path / "studio-webhook.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first) == 64 and signing_key_for(db) == first
+    monkeypatch.setenv("STUDIO_WEBHOOK_SECRET", "s" * 32)
+    assert signing_key_for(db) == b"s" * 32
