@@ -48,9 +48,9 @@ class Executor:
         manager: RunManager,
         checkpoint_path: Path,
         *,
-        secrets: SecretResolver,
+        secrets: Callable[[str], SecretResolver],
         http: HttpPolicy,
-        tier_floor: Callable[[str], Tier],
+        tier_floor: Callable[[str, str], Tier],
     ) -> None:
         self.m = manager
         self.checkpointer = open_checkpointer(checkpoint_path)
@@ -106,6 +106,8 @@ class Executor:
 
     def _context(self, run: Run) -> RunContext:
         registry = self.m.registry
+        secrets = self.secrets(run.workspace_id)
+        workspace, floor = run.workspace_id, self.tier_floor
 
         def models(provider: str, config: Mapping[str, Any]) -> Any:
             spec = registry.providers.get(provider)
@@ -114,18 +116,18 @@ class Executor:
                     f"unknown model provider {provider!r}; use one of "
                     f"{', '.join(sorted(registry.providers))}"
                 )
-            return spec.build(spec.config_model.model_validate(dict(config)), self.secrets)
+            return spec.build(spec.config_model.model_validate(dict(config)), secrets)
 
         return RunContext(
             workspace_id=run.workspace_id,
             run_id=run.run_id,
             user_id=run.started_by,
-            secrets=self.secrets,
+            secrets=secrets,
             outbox=_NoOutbox(),
             approvals=self.m.approvals,
             http=self.http,
             models=models,
-            tier_floor=self.tier_floor,
+            tier_floor=lambda tool: floor(workspace, tool),
         )
 
     # --- one pass over a run ---------------------------------------------------------

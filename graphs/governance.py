@@ -149,6 +149,7 @@ class GovernedToolCaller:
             node_id=node_id,
             call_id=call_id,
             tool=tool.name,
+            user_id=ctx.user_id,
             args_hash=binding_hash(
                 action=tool.name, args=canonical, run_id=ctx.run_id, node_id=node_id, tier=tier
             ),

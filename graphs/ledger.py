@@ -51,6 +51,7 @@ class EffectLedger:
         tool: str,
         args_hash: str,
         execute: Callable[[str, Session], Any],
+        user_id: str = "",
     ) -> LedgerOutcome:
         """Run `execute(key, session)` unless the key is already settled.
 
@@ -58,7 +59,20 @@ class EffectLedger:
         same transaction that marks the effect done.
         """
         key = idempotency_key(workspace_id, run_id, node_id, call_id)
-        recorded = self._claim(key, workspace_id, run_id, node_id, call_id, tool, args_hash)
+        candidate = Effect(
+            workspace_id=workspace_id,
+            run_id=run_id,
+            node_id=node_id,
+            tool_call_id=call_id,
+            user_id=user_id,
+            idempotency_key=key,
+            tool=tool,
+            args_hash=args_hash,
+            status="started",
+            attempts=1,
+            created_at=datetime.now(UTC),
+        )
+        recorded = self._claim(candidate)
         if recorded is not None:
             return recorded
         failpoint("effect.before_execute")
@@ -74,33 +88,13 @@ class EffectLedger:
             session.commit()
         return LedgerOutcome(ok=True, result=result, replayed=False)
 
-    def _claim(
-        self,
-        key: str,
-        workspace_id: str,
-        run_id: str,
-        node_id: str,
-        call_id: str,
-        tool: str,
-        args_hash: str,
-    ) -> LedgerOutcome | None:
+    def _claim(self, candidate: Effect) -> LedgerOutcome | None:
+        """Insert the 'started' row, or read the one already there; None: go and execute."""
+        key = candidate.idempotency_key
         with self._sessions() as session:
             row = session.scalars(select(Effect).where(Effect.idempotency_key == key)).first()
             if row is None:
-                session.add(
-                    Effect(
-                        workspace_id=workspace_id,
-                        run_id=run_id,
-                        node_id=node_id,
-                        tool_call_id=call_id,
-                        idempotency_key=key,
-                        tool=tool,
-                        args_hash=args_hash,
-                        status="started",
-                        attempts=1,
-                        created_at=datetime.now(UTC),
-                    )
-                )
+                session.add(candidate)
                 try:
                     session.commit()
                 except IntegrityError:  # another worker claimed it first: read theirs
@@ -108,7 +102,8 @@ class EffectLedger:
                     row = session.scalars(select(Effect).where(Effect.idempotency_key == key)).one()
                 else:
                     return None
-            if row.args_hash != args_hash:
+            if row.args_hash != candidate.args_hash:
+                call_id, node_id = candidate.tool_call_id, candidate.node_id
                 raise RunFailure(
                     f"effect {call_id!r} of node {node_id!r} was recorded with other arguments; "
                     "it will not run again with these"

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from components.base import HttpPolicy, SecretResolver
+from components.base import HttpPolicy, SecretResolver, Tier
 from components.errors import Conflict, NotFound, StudioError, UserError
 from components.registry import Registry
 from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
@@ -73,6 +73,21 @@ def _run_view(run: Run) -> RunView:
     )
 
 
+SecretsFor = Callable[[str], SecretResolver]
+"""Workspace id → the resolver of that workspace's secrets."""
+TierFloor = Callable[[str, str], Tier]
+"""(workspace id, tool name) → the lowest tier the workspace allows for the tool."""
+
+
+def env_secrets_for(_workspace_id: str) -> SecretResolver:
+    """Headless default: every workspace reads secrets from the environment."""
+    return env_secrets
+
+
+def no_floor(_workspace_id: str, _tool: str) -> Tier:
+    return "free"
+
+
 def env_secrets(name: str) -> str:
     """Headless default: secret NAME comes from the environment variable STUDIO_SECRET_NAME."""
     import os
@@ -92,9 +107,9 @@ class RunManager:
         *,
         max_concurrency: int = 4,
         lease_ttl_s: float = 30.0,
-        secrets: SecretResolver = env_secrets,
+        secrets: SecretsFor = env_secrets_for,
         http: HttpPolicy | None = None,
-        tier_floor: Any = None,
+        tier_floor: TierFloor = no_floor,
         authority: ApprovalAuthority | None = None,
         max_crash_attempts: int = 3,
         outbox: OutboxDispatcher | None = None,
@@ -112,7 +127,7 @@ class RunManager:
             checkpoint_path,
             secrets=secrets,
             http=http or HttpPolicy(),
-            tier_floor=tier_floor or (lambda _tool: "free"),
+            tier_floor=tier_floor,
         )
         self.outbox = outbox
         self._outbox_interval = outbox_interval_s

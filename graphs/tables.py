@@ -114,6 +114,7 @@ class Effect(Base):
     run_id: Mapped[str] = mapped_column(String(36), index=True)
     node_id: Mapped[str] = mapped_column(String(64))
     tool_call_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))  # on whose behalf the effect happens
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     tool: Mapped[str] = mapped_column(String(128))
     args_hash: Mapped[str] = mapped_column(String(64))

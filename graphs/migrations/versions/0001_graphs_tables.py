@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 06:19:19.371667
+Create Date: 2026-11-26
 """
 
 from collections.abc import Sequence
@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=36), nullable=False),
         sa.Column("node_id", sa.String(length=64), nullable=False),
         sa.Column("tool_call_id", sa.String(length=128), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("idempotency_key", sa.String(length=64), nullable=False),
         sa.Column("tool", sa.String(length=128), nullable=False),
         sa.Column("args_hash", sa.String(length=64), nullable=False),
