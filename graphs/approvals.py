@@ -27,7 +27,7 @@ from components.base import DecisionRecord, Tier
 from components.errors import Conflict, Forbidden, NotFound, UserError
 from components.gates import binding_hash
 from graphs.db import affected
-from graphs.identity import Actor
+from graphs.identity import Actor, Authorizer, LocalAuthorizer
 from graphs.tables import Approval, Run
 
 Decision = Literal["approve", "edit", "reject", "respond"]
@@ -102,10 +102,14 @@ def _view(row: Approval, started_by: str) -> ApprovalView:
 
 class Approvals:
     def __init__(
-        self, sessions: sessionmaker[Session], authority: ApprovalAuthority | None = None
+        self,
+        sessions: sessionmaker[Session],
+        authority: ApprovalAuthority | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._sessions = sessions
         self.authority: ApprovalAuthority = authority or SeparationOfDuties()
+        self._authz: Authorizer = authorizer or LocalAuthorizer()
 
     # --- the ApprovalBook the gates read ------------------------------------------------
     def decision_for(self, approval_id: str) -> DecisionRecord | None:
@@ -161,6 +165,7 @@ class Approvals:
     def list(
         self, actor: Actor, *, status: str | None = "pending", run_id: str | None = None
     ) -> list[ApprovalView]:
+        self._authz.require(actor, "approval:read")
         query = (
             select(Approval, Run.started_by)
             .join(Run, Run.run_id == Approval.run_id)
@@ -177,6 +182,7 @@ class Approvals:
     def get(self, actor: Actor, approval_id: str) -> ApprovalView:
         with self._sessions() as session:
             row, run = self._load(session, actor, approval_id)
+            self._authz.require(actor, "approval:read")
             return _view(row, run.started_by)
 
     def decide(

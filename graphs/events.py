@@ -79,6 +79,14 @@ class EventLog:
         self._last_seq[run_id] += 1
         return self._last_seq[run_id]
 
+    def begin(self, run_id: str) -> None:
+        """A new run: its events start at 1 (saves the look-up of the last number)."""
+        with self._lock:
+            self._last_seq.setdefault(run_id, 0)
+
+    def has_subscribers(self, run_id: str) -> bool:
+        return bool(self._subscribers.get(run_id))
+
     def subscribe(self, run_id: str) -> queue.Queue[RunEventView]:
         subscriber: queue.Queue[RunEventView] = queue.Queue()
         with self._lock:

@@ -63,6 +63,7 @@ class Executor:
         self.http = http
         self.tier_floor = tier_floor
         self._compiled: dict[str, CompiledGraph] = {}
+        self._settled_here: set[str] = set()  # runs whose settling UPDATE dropped our lease
         self._compile_lock = threading.Lock()
 
     def close(self) -> None:
@@ -156,7 +157,8 @@ class Executor:
             self._fail(run, exc)
             return False
         finally:
-            self.m.leases.release(run_id)
+            self.m.leases.release(run_id, still_held=run_id not in self._settled_here)
+            self._settled_here.discard(run_id)
 
     def _pass(self, run: Run, cancel: threading.Event) -> bool:
         compiled = self.compiled(run.version_id)
@@ -209,17 +211,15 @@ class Executor:
             cfg,
             context=self._context(run),
             durability="sync",
-            stream_mode=["tasks", "messages", "custom"],
+            stream_mode=["tasks", "messages"] if self.m.wants_tokens(rid) else ["tasks"],
         )
         for mode, chunk in parts:
             if mode == "messages":
                 message, meta = chunk
                 if isinstance(message, AIMessageChunk) and message.content:
                     publish(ws, rid, "token", meta.get("langgraph_node"), {"text": message.text})
-            elif mode == "tasks":
-                _task_event(publish, ws, rid, chunk, started)
             else:
-                publish(ws, rid, "custom", None, {"value": chunk})
+                _task_event(publish, ws, rid, chunk, started)
             if cancel.is_set():
                 return False
         return True
@@ -240,7 +240,9 @@ class Executor:
         failpoint("approval.after_row")
         if self._decided(live):  # decided while we were writing: go on at once
             return True
-        changed = self._set_status(run, "waiting_approval", attempts=0)
+        changed = self._set_status(
+            run, "waiting_approval", attempts=0, lease_owner=None, lease_expires_at=None
+        )
         if changed:
             for approval_id in new_ids:
                 self.m.events.publish(
@@ -285,11 +287,15 @@ class Executor:
                     error=error,
                     attempts=0,
                     finished_at=datetime.now(UTC),
+                    lease_owner=None,
+                    lease_expires_at=None,
                 ),
             )
             if changed:
                 enqueue_notifications(session, run, status)
             session.commit()
+        if changed:
+            self._settled_here.add(run.run_id)
         if changed:
             data = {"status": status, **({"error": error} if error else {})}
             self.m.events.publish(run.workspace_id, run.run_id, "run_status", data=data)
@@ -304,6 +310,8 @@ class Executor:
                 .values(status=status, **values),
             )
             session.commit()
+        if changed and values.get("lease_owner", "kept") is None:
+            self._settled_here.add(run.run_id)
         return bool(changed)
 
 

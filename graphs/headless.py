@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 import getpass
-import json
 import os
 import secrets
 from collections.abc import Iterator, Mapping
@@ -39,8 +38,8 @@ from components.registry import Registry, default_registry
 from graphs.db import make_engine, migrate
 from graphs.identity import Actor
 from graphs.outbox import OutboxDispatcher, SmtpSettings
-from graphs.runs import RunManager, RunView
-from graphs.validation import MAX_DOCUMENT_BYTES
+from graphs.runs import RunManager, RunView, checked_input
+from graphs.validation import MAX_DOCUMENT_BYTES, load_document
 
 LOCAL_WORKSPACE = "local"
 
@@ -146,7 +145,9 @@ def run_document(
 ) -> RunView:
     who = actor or local_actor()
     manager = runtime.manager
-    name = (json.loads(document) if isinstance(document, str) else document).get("name")
+    doc = load_document(document, manager.registry)
+    checked_input(doc, dict(input or {}))  # a bad input stores nothing, not even a version
+    name = doc.name
     existing = next((g for g in manager.library.list(who) if g.name == name), None)
     if existing:
         version = manager.library.save_version(who, existing.graph_id, document)

@@ -89,9 +89,12 @@ class LeaseKeeper:
                 self._held.add(run.run_id)
         return bool(claimed)
 
-    def release(self, run_id: str) -> None:
+    def release(self, run_id: str, *, still_held: bool = True) -> None:
+        """Stop renewing the lease; clear it in the table unless settling already did."""
         with self._lock:
             self._held.discard(run_id)
+        if not still_held:
+            return
         with self._sessions() as session:
             session.execute(
                 update(Run)

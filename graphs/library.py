@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from components.errors import NotFound
 from components.gates import canonical_json
 from components.registry import Registry
-from graphs.identity import Actor
+from graphs.identity import Actor, Authorizer, LocalAuthorizer
 from graphs.spec import GraphDocument
 from graphs.tables import Graph, GraphVersion
 from graphs.validation import load_document
@@ -42,12 +42,20 @@ class GraphSummary:
 
 
 class GraphLibrary:
-    def __init__(self, sessions: sessionmaker[Session], registry: Registry) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: Registry,
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self._sessions = sessions
         self._registry = registry
+        self._authz: Authorizer = authorizer or LocalAuthorizer()
+        self._versions: dict[str, tuple[str, VersionView]] = {}  # immutable: safe to keep
 
     def create(self, actor: Actor, raw: Any, *, message: str = "") -> VersionView:
         """Validate and store a new graph with its first version; nothing is stored if invalid."""
+        self._authz.require(actor, "graph:edit")
         doc = load_document(raw, self._registry)
         with self._sessions() as session:
             graph = Graph(
@@ -67,6 +75,7 @@ class GraphLibrary:
         self, actor: Actor, graph_id: str, raw: Any, *, message: str = ""
     ) -> VersionView:
         """A new immutable version; runs already started stay on theirs."""
+        self._authz.require(actor, "graph:edit")
         doc = load_document(raw, self._registry)
         with self._sessions() as session:
             graph = self._graph(session, actor, graph_id)
@@ -76,13 +85,21 @@ class GraphLibrary:
             return view
 
     def version(self, actor: Actor, version_id: str) -> VersionView:
-        with self._sessions() as session:
-            row = session.get(GraphVersion, version_id)
-            if row is None or row.workspace_id != actor.workspace_id:
-                raise NotFound(f"graph version {version_id!r} not found")
-            return _version_view(row)
+        self._authz.require(actor, "graph:read")
+        cached = self._versions.get(version_id)
+        if cached is None:
+            with self._sessions() as session:
+                row = session.get(GraphVersion, version_id)
+                if row is None:
+                    raise NotFound(f"graph version {version_id!r} not found")
+                cached = self._versions[version_id] = (row.workspace_id, _version_view(row))
+        workspace_id, view = cached
+        if workspace_id != actor.workspace_id:
+            raise NotFound(f"graph version {version_id!r} not found")
+        return view
 
     def latest(self, actor: Actor, graph_id: str) -> VersionView:
+        self._authz.require(actor, "graph:read")
         with self._sessions() as session:
             self._graph(session, actor, graph_id)
             row = session.scalars(
@@ -94,6 +111,7 @@ class GraphLibrary:
             return _version_view(row)
 
     def list(self, actor: Actor) -> list[GraphSummary]:
+        self._authz.require(actor, "graph:read")
         query = (
             select(Graph, func.max(GraphVersion.number))
             .join(GraphVersion, GraphVersion.graph_id == Graph.graph_id)

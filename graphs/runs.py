@@ -7,7 +7,7 @@ approvals with interrupts and resumes every run whose worker died, from its last
 
 from __future__ import annotations
 
-__all__ = ["FINAL_STATUSES", "RunManager", "RunView"]
+__all__ = ["FINAL_STATUSES", "RunManager", "RunView", "checked_input"]
 
 import logging
 import queue
@@ -32,10 +32,11 @@ from graphs.db import affected
 from graphs.events import EventLog, RunEventView
 from graphs.execution import Executor, enqueue_notifications
 from graphs.failpoints import failpoint
-from graphs.identity import Actor
+from graphs.identity import Actor, Authorizer, LocalAuthorizer
 from graphs.leases import LeaseKeeper, process_owner_id
-from graphs.library import GraphLibrary, VersionView
+from graphs.library import GraphLibrary
 from graphs.outbox import OutboxDispatcher, start_dispatcher_thread
+from graphs.spec import GraphDocument
 from graphs.tables import Run
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,17 @@ class RunManager:
         http: HttpPolicy | None = None,
         tier_floor: TierFloor = no_floor,
         authority: ApprovalAuthority | None = None,
+        authorizer: Authorizer | None = None,
         max_crash_attempts: int = 3,
         outbox: OutboxDispatcher | None = None,
         outbox_interval_s: float = 1.0,
+        stream_tokens: bool = False,
     ) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.registry = registry
-        self.library = GraphLibrary(self.sessions, registry)
-        self.approvals = Approvals(self.sessions, authority)
+        self.authz: Authorizer = authorizer or LocalAuthorizer()
+        self.library = GraphLibrary(self.sessions, registry, self.authz)
+        self.approvals = Approvals(self.sessions, authority, self.authz)
         self.events = EventLog(self.sessions)
         self.leases = LeaseKeeper(self.sessions, process_owner_id(), lease_ttl_s)
         self.max_crash_attempts = max_crash_attempts
@@ -129,6 +133,8 @@ class RunManager:
             http=http or HttpPolicy(),
             tier_floor=tier_floor,
         )
+        self.stream_tokens = stream_tokens
+        self._token_runs: set[str] = set()
         self.outbox = outbox
         self._outbox_interval = outbox_interval_s
         self._outbox_stop = threading.Event()
@@ -137,6 +143,7 @@ class RunManager:
         self._again: set[str] = set()
         self._lock = threading.Lock()
         self._settled = threading.Condition()
+        self._settle_count = 0
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> list[str]:
@@ -182,15 +189,22 @@ class RunManager:
         version_id: str | None = None,
         input: Mapping[str, Any] | None = None,
         notify: Mapping[str, str] | None = None,
+        stream_tokens: bool = False,
     ) -> str:
-        """Queue a run of a graph's latest version (or a given one); returns its id at once."""
+        """Queue a run of a graph's latest version (or a given one); returns its id at once.
+
+        Model tokens are published as `token` events when `stream_tokens` is set (a person is
+        watching) or someone is subscribed to the run; otherwise each step's event carries
+        the final text, which keeps unwatched runs as fast as plain LangGraph.
+        """
+        self.authz.require(actor, "run:start")
         if version_id:
             version = self.library.version(actor, version_id)
         elif graph_id:
             version = self.library.latest(actor, graph_id)
         else:
             raise UserError("start_run needs a graph_id or a version_id")
-        values = _checked_input(version, dict(input or {}))
+        values = checked_input(version.document, dict(input or {}))
         run_id = str(uuid.uuid4())
         with self.sessions() as session:
             session.add(
@@ -208,15 +222,24 @@ class RunManager:
                 )
             )
             session.commit()
+        if stream_tokens or self.stream_tokens:
+            self._token_runs.add(run_id)
+        self.events.begin(run_id)
         self.events.publish(actor.workspace_id, run_id, "run_status", data={"status": "queued"})
         self._submit(run_id)
         return run_id
 
+    def wants_tokens(self, run_id: str) -> bool:
+        return run_id in self._token_runs or self.events.has_subscribers(run_id)
+
     def get(self, actor: Actor, run_id: str) -> RunView:
         with self.sessions() as session:
-            return _run_view(self._run(session, actor, run_id))
+            view = _run_view(self._run(session, actor, run_id))
+        self.authz.require(actor, "run:read")
+        return view
 
     def list(self, actor: Actor, *, status: str | None = None, limit: int = 100) -> list[RunView]:
+        self.authz.require(actor, "run:read")
         query = (
             select(Run)
             .where(Run.workspace_id == actor.workspace_id)
@@ -231,6 +254,7 @@ class RunManager:
     def cancel(self, actor: Actor, run_id: str) -> RunView:
         with self.sessions() as session:
             run = self._run(session, actor, run_id)
+            self.authz.require(actor, "run:cancel")
             changed = affected(
                 session,
                 update(Run)
@@ -312,14 +336,17 @@ class RunManager:
         """Block until the run is final or waiting for a person (or the timeout passes)."""
         deadline = time.monotonic() + timeout_s
         while True:
+            with self._settled:
+                seen = self._settle_count
             view = self.get(actor, run_id)
             if view.status in SETTLED_STATUSES and run_id not in self._active:
                 return view
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return view
-            with self._settled:
-                self._settled.wait(min(remaining, 0.05))
+            with self._settled:  # no lost wake-up: a settle since `seen` skips the wait
+                if self._settle_count == seen:
+                    self._settled.wait(min(remaining, 0.05))
 
     # --- internals -------------------------------------------------------------------
     def _run(self, session: Session, actor: Actor, run_id: str) -> Run:
@@ -330,6 +357,7 @@ class RunManager:
 
     def notify_settled(self) -> None:
         with self._settled:
+            self._settle_count += 1
             self._settled.notify_all()
 
     def _submit(self, run_id: str) -> None:
@@ -372,8 +400,10 @@ class RunManager:
                     self._active[run_id].set()
 
 
-def _checked_input(version: VersionView, values: dict[str, Any]) -> dict[str, Any]:
-    fields = {f.name: f for f in version.document.input_fields()}
+def checked_input(doc: GraphDocument, values: dict[str, Any]) -> dict[str, Any]:
+    """The run's input with defaults filled in; unknown, missing or mistyped fields are a
+    `UserError` that names them."""
+    fields = {f.name: f for f in doc.input_fields()}
     unknown = sorted(set(values) - set(fields) - {"messages"})
     if unknown:
         raise UserError(

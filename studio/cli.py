@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from components.base import HttpPolicy
-from components.errors import GraphInvalid, StudioError
+from components.errors import GraphInvalid, StudioError, UserError
 from components.registry import default_registry
 from graphs.headless import local_actor, open_runtime, read_graph_file, run_file
 from graphs.spec import json_schema
@@ -37,10 +37,25 @@ def _emit(args: argparse.Namespace, value: Any, text: Callable[[Any], str]) -> N
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    return value
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    """Parse an option's JSON; it must be an object (a clear UserError otherwise)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{option} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise UserError(f'{option} must be a JSON object, like \'{{"name": "value"}}\'')
     return value
 
 
@@ -76,7 +91,7 @@ def _approval_line(a: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    payload = json.loads(args.input) if args.input else {}
+    payload = _json_object(args.input, "--input") or {}
     notify = {
         k: v for k, v in (("webhook", args.notify_webhook), ("email", args.notify_email)) if v
     }
@@ -120,7 +135,7 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals_decide(args: argparse.Namespace) -> int:
-    edited = json.loads(args.args) if args.args else None
+    edited = _json_object(args.args, "--args")
     decision = "edit" if (args.decision == "approve" and edited is not None) else args.decision
     with _runtime(args) as rt:
         actor = local_actor(args.as_user)

@@ -25,14 +25,23 @@ from studio.settings import Settings
 ALICE, BOB = Actor("demo", "alice"), Actor("demo", "bob")
 
 
+class _Sandbox(ThreadingHTTPServer):
+    """The payments sandbox: remembers each refund once per Idempotency-Key."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Payments)
+        self.seen: dict[str, dict[str, Any]] = {}
+
+
 class _Payments(BaseHTTPRequestHandler):
-    seen: dict[str, dict[str, Any]] = {}
+    server: _Sandbox
 
     def do_POST(self) -> None:
+        seen = self.server.seen
         key = self.headers.get("Idempotency-Key", "")
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        first = key not in self.seen
-        self.seen.setdefault(key, body)
+        first = key not in seen
+        seen.setdefault(key, body)
         reply = json.dumps({"refund": "accepted", "replayed": not first}).encode()
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
@@ -49,7 +58,7 @@ def _say(text: str) -> None:
 
 
 def run_demo(db_path: Path | None) -> int:
-    payments = ThreadingHTTPServer(("127.0.0.1", 0), _Payments)
+    payments = _Sandbox()
     threading.Thread(target=payments.serve_forever, daemon=True).start()
     port = payments.server_address[1]
     doc = json.loads(files("graphs").joinpath("examples/support_agent.json").read_text())
@@ -59,12 +68,12 @@ def run_demo(db_path: Path | None) -> int:
     policy = HttpPolicy(allow_hosts=frozenset({f"127.0.0.1:{port}"}))
     try:
         with open_runtime(db, http=policy) as rt:
-            return _narrate(rt.manager, doc, db)
+            return _narrate(rt.manager, doc, db, payments.seen)
     finally:
         payments.shutdown()
 
 
-def _narrate(m: Any, doc: dict[str, Any], db: Path) -> int:
+def _narrate(m: Any, doc: dict[str, Any], db: Path, seen: dict[str, Any]) -> int:
     _say(f"Agent Studio demo — database {db}")
     version = m.library.create(ALICE, doc, message="demo")
     run_id = m.start_run(ALICE, version_id=version.version_id, input={"order_id": "A-1001"})
@@ -92,5 +101,5 @@ def _narrate(m: Any, doc: dict[str, Any], db: Path) -> int:
         )
         _say(f"  step {e.node_id}: {e.data['ms']:.1f} ms{tokens}")
     _say(f"result: {json.dumps(run.output)}")
-    _say(f"payments sandbox saw {len(_Payments.seen)} refund(s): {list(_Payments.seen.values())}")
+    _say(f"payments sandbox saw {len(seen)} refund(s): {list(seen.values())}")
     return 0 if run.status == "succeeded" else 1

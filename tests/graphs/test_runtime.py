@@ -293,14 +293,22 @@ def test_dataset_report_is_a_long_run_that_mails_once_after_confirmation(
     assert count(runtime, OutboxMessage) == 1
 
 
+@pytest.mark.parametrize("watched", [True, False])
 def test_events_are_numbered_and_describe_steps_tokens_and_approvals(
-    runtime: Runtime, receiver: HttpReceiver, alice: Actor
+    runtime: Runtime, receiver: HttpReceiver, alice: Actor, watched: bool
 ) -> None:
-    run_id = start(runtime, alice, support_doc(receiver), {"order_id": "A-1009"})
-    runtime.manager.events.flush()
-    events = runtime.manager.events.history("acme", run_id)
+    m = runtime.manager
+    version = m.library.create(alice, support_doc(receiver))
+    run_id = m.start_run(
+        alice, version_id=version.version_id, input={"order_id": "A-1009"}, stream_tokens=watched
+    )
+    m.wait(alice, run_id, timeout_s=30)
+    m.events.flush()
+    events = m.events.history("acme", run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     kinds = {e.kind for e in events}
-    assert {"run_status", "node_started", "node_finished", "token", "approval_requested"} <= kinds
+    assert {"run_status", "node_started", "node_finished", "approval_requested"} <= kinds
+    tokens = "".join(e.data["text"] for e in events if e.kind == "token")
+    assert ("Let me look that order up." in tokens) is watched
     model_steps = [e for e in events if e.kind == "node_finished" and e.data.get("model")]
     assert model_steps and all(e.data["input_tokens"] > 0 for e in model_steps)
