@@ -192,7 +192,12 @@ def _tool_sends(node_id: str, tools_node: str, state: dict[str, Any]) -> list[Se
     if not isinstance(last, AIMessage):
         return []
     tainted = bool(state.get(TAINT_KEY))
-    sends = [Send(tools_node, {"call": dict(call), "tainted": tainted}) for call in last.tool_calls]
+    # The effect key uses an id the server derives (the checkpointed message's id and the
+    # call's position), never the provider's call id: some servers reuse ids across turns.
+    sends = [
+        Send(tools_node, {"call": dict(call), "effect_id": f"{last.id}#{i}", "tainted": tainted})
+        for i, call in enumerate(last.tool_calls)
+    ]
     for bad in last.invalid_tool_calls:
         call = {"id": bad.get("id") or "invalid", "name": bad.get("name") or "", "args": {}}
         sends.append(Send(tools_node, {"call": call, "invalid": bad.get("error") or "malformed"}))
@@ -212,7 +217,7 @@ def _executor(node_id: str, caller: GovernedToolCaller) -> Callable[..., dict[st
             runtime,
             node_id=node_id,
             tool_name=call["name"],
-            call_id=call["id"],
+            call_id=payload["effect_id"],
             args=call.get("args") or {},
             tainted=payload["tainted"],
         )

@@ -23,6 +23,7 @@ __all__ = [
     "OutboxDispatcher",
     "SmtpSettings",
     "SqlOutbox",
+    "check_webhook_url",
     "enqueue_webhook",
     "signature_header",
     "start_dispatcher_thread",
@@ -140,6 +141,18 @@ class SqlOutbox:
         return _enqueue(self._session, message)
 
 
+def check_webhook_url(url: str) -> None:
+    """A `UserError` unless `url` is an http(s) URL without control characters."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UserError(f"webhook URL {url[:200]!r} is not an http(s) URL; fix the address")
+    if _HEADER_UNSAFE.search(url):
+        raise UserError(f"webhook URL {url[:200]!r} contains control characters; remove them")
+
+
 def enqueue_webhook(
     session: Session,
     *,
@@ -151,14 +164,7 @@ def enqueue_webhook(
     clock: Clock = _utcnow,
 ) -> str:
     """Queue one signed JSON POST to `url`; the same key again returns the first message."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UserError(f"webhook URL {url[:200]!r} is not an http(s) URL; fix the address")
-    if _HEADER_UNSAFE.search(url):
-        raise UserError(f"webhook URL {url[:200]!r} contains control characters; remove them")
+    check_webhook_url(url)
     message = OutboxMessage(
         message_id=_checked_key(idempotency_key),
         workspace_id=workspace_id,

@@ -35,7 +35,7 @@ from graphs.failpoints import failpoint
 from graphs.identity import Actor, Authorizer, LocalAuthorizer
 from graphs.leases import LeaseKeeper, process_owner_id
 from graphs.library import GraphLibrary
-from graphs.outbox import OutboxDispatcher, start_dispatcher_thread
+from graphs.outbox import OutboxDispatcher, check_webhook_url, start_dispatcher_thread
 from graphs.spec import GraphDocument
 from graphs.tables import Run
 
@@ -444,6 +444,7 @@ def _checked_notify(notify: Mapping[str, str] | None) -> dict[str, str]:
     if "webhook" in targets:
         try:
             parse_url(targets["webhook"])
+            check_webhook_url(targets["webhook"])  # the same check the outbox makes later
         except StudioError as exc:
             raise UserError(f"notify webhook: {exc}") from None
     if "email" in targets and not is_email_address(targets["email"]):

@@ -136,7 +136,14 @@ def _model(node_id: str, config: LlmConfig, state: dict[str, Any], ctx: RunConte
 def _call(node_id: str, model: Any, messages: list[BaseMessage]) -> AIMessage:
     try:
         answer = model.invoke(messages)
-    except (GraphBubbleUp, StudioError):
+    except GraphBubbleUp:
+        raise
+    except ModelFailure as exc:
+        text = str(exc)
+        raise ModelFailure(
+            text if text.startswith("node ") else f"node {node_id!r}: {text}"
+        ) from None
+    except StudioError:
         raise
     except Exception as exc:
         from components.providers.openai_compat import classify_failure
