@@ -188,6 +188,9 @@ class ProviderSpec:
     title: str
     config_model: type[StrictModel]
     build: Callable[[Any, SecretResolver], BaseChatModel]
+    reusable: bool = False
+    """True when a built model holds no secret and no state, so the runtime may reuse it
+    for calls with the same config (building a LangChain model costs ~0.5 ms)."""
 
 
 @dataclass(slots=True)

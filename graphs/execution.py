@@ -28,6 +28,7 @@ from sqlalchemy import update
 
 from components.base import HttpPolicy, RunContext, SecretResolver, Tier
 from components.errors import StudioError, UserError
+from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
 from graphs.db import affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
@@ -63,7 +64,10 @@ class Executor:
         self.http = http
         self.tier_floor = tier_floor
         self._compiled: dict[str, CompiledGraph] = {}
-        self._settled_here: set[str] = set()  # runs whose settling UPDATE dropped our lease
+        self._settled_here: set[str] = set()
+        self._models: dict[
+            tuple[str, str], Any
+        ] = {}  # reusable (secret-free) models  # runs whose settling UPDATE dropped our lease
         self._compile_lock = threading.Lock()
 
     def close(self) -> None:
@@ -117,7 +121,16 @@ class Executor:
                     f"unknown model provider {provider!r}; use one of "
                     f"{', '.join(sorted(registry.providers))}"
                 )
-            return spec.build(spec.config_model.model_validate(dict(config)), secrets)
+            if not spec.reusable:
+                return spec.build(spec.config_model.model_validate(dict(config)), secrets)
+            key = (provider, canonical_json(config))
+            model = self._models.get(key)
+            if model is None:
+                model = spec.build(spec.config_model.model_validate(dict(config)), secrets)
+                if len(self._models) >= 256:
+                    self._models.clear()
+                self._models[key] = model
+            return model
 
         return RunContext(
             workspace_id=run.workspace_id,
@@ -166,20 +179,23 @@ class Executor:
             "configurable": {"thread_id": run.thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
-        state = compiled.graph.get_state(cfg)
-        live = _live_interrupts(state)
-        if live:
-            resume = self._decided(live)
-            if not resume:
-                return self._wait_for_people(run, live)
-            graph_input: Any = Command(resume=resume)
-        elif state.created_at is None:
-            graph_input = _initial_state(compiled.document, run.input)
-        elif state.next or state.tasks:  # tasks with saved writes are not in `next`
-            graph_input = None
+        if run.started_at is None:  # first pass: no checkpoint can exist yet
+            graph_input: Any = _initial_state(compiled.document, run.input)
         else:
-            self._succeed(run, state.values)
-            return False
+            state = compiled.graph.get_state(cfg)
+            live = _live_interrupts(state)
+            if live:
+                resume = self._decided(live)
+                if not resume:
+                    return self._wait_for_people(run, live)
+                graph_input = Command(resume=resume)
+            elif state.created_at is None:
+                graph_input = _initial_state(compiled.document, run.input)
+            elif state.next or state.tasks:  # tasks with saved writes are not in `next`
+                graph_input = None
+            else:
+                self._succeed(run, state.values)
+                return False
         self.m.events.publish(
             run.workspace_id, run.run_id, "run_status", data={"status": "running"}
         )

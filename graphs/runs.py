@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.base import HttpPolicy, SecretResolver, Tier
@@ -207,8 +207,8 @@ class RunManager:
         values = checked_input(version.document, dict(input or {}))
         run_id = str(uuid.uuid4())
         with self.sessions() as session:
-            session.add(
-                Run(
+            session.execute(  # Core insert: the ORM unit of work costs ~1 ms per run
+                insert(Run).values(
                     run_id=run_id,
                     workspace_id=actor.workspace_id,
                     graph_id=version.graph_id,
@@ -218,6 +218,7 @@ class RunManager:
                     started_by=actor.user_id,
                     input=values,
                     notify=_checked_notify(notify),
+                    attempts=0,
                     created_at=datetime.now(UTC),
                 )
             )
@@ -338,6 +339,12 @@ class RunManager:
         while True:
             with self._settled:
                 seen = self._settle_count
+                busy = run_id in self._active and time.monotonic() < deadline
+            if busy:  # running here: its end wakes us, no need to ask the database yet
+                with self._settled:
+                    if self._settle_count == seen:
+                        self._settled.wait(deadline - time.monotonic())
+                continue
             view = self.get(actor, run_id)
             if view.status in SETTLED_STATUSES and run_id not in self._active:
                 return view

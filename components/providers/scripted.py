@@ -439,6 +439,7 @@ SPEC = ProviderSpec(
     title="Scripted model (offline)",
     config_model=ScriptedConfig,
     build=build,
+    reusable=True,
 )
 
 
