@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["affected", "checkpoint_connection", "make_engine", "migrate", "open_checkpointer"]
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -79,9 +80,28 @@ class _FailpointSaver(SqliteSaver):
         return result
 
 
-def open_checkpointer(path: Path) -> SqliteSaver:
+class _RedactingSaver(_FailpointSaver):
+    """Checkpoints and pending writes pass through the redactor before they are stored, so
+    no secret value lands in a checkpoint blob (a resumed run re-resolves its secrets)."""
+
+    redact: Callable[[Any], Any] = staticmethod(lambda value: value)
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        return super().put(config, self.redact(checkpoint), metadata, new_versions)
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        super().put_writes(config, self.redact(list(writes)), task_id, task_path)
+
+
+def open_checkpointer(path: Path, redact: Callable[[Any], Any] | None = None) -> SqliteSaver:
     """The checkpointer for a checkpoint file (strict serializer: no pickle fallback)."""
-    saver_type = _FailpointSaver if armed() else SqliteSaver
-    saver = saver_type(checkpoint_connection(path))
+    saver: SqliteSaver
+    if redact is not None:
+        saver = _RedactingSaver(checkpoint_connection(path))
+        saver.redact = redact
+    elif armed():
+        saver = _FailpointSaver(checkpoint_connection(path))
+    else:
+        saver = SqliteSaver(checkpoint_connection(path))
     saver.setup()
     return saver

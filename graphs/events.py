@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,14 @@ class RunEventView:
 
 
 class EventLog:
-    def __init__(self, sessions: sessionmaker[Session], *, flush_interval_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        flush_interval_s: float = 0.05,
+        redact: Callable[[Any], Any] = lambda value: value,
+    ) -> None:
+        self._redact = redact
         self._sessions = sessions
         self._interval = flush_interval_s
         self._lock = threading.Lock()
@@ -59,6 +67,7 @@ class EventLog:
         node_id: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> RunEventView:
+        data = self._redact(data) if data else data  # no secret value leaves in an event
         with self._lock:
             seq = self._next_seq(run_id)
             event = RunEventView(

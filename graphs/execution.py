@@ -32,6 +32,7 @@ from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
 from graphs.db import affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
+from graphs.identity import no_redaction
 from graphs.ledger import EffectLedger
 from graphs.outbox import SqlOutbox, enqueue_webhook
 from graphs.spec import GraphDocument
@@ -54,7 +55,8 @@ class Executor:
         tier_floor: Callable[[str, str], Tier],
     ) -> None:
         self.m = manager
-        self.checkpointer = open_checkpointer(checkpoint_path)
+        redact = None if manager.redact is no_redaction else manager.redact
+        self.checkpointer = open_checkpointer(checkpoint_path, redact)
         store_path = checkpoint_path.with_name(checkpoint_path.stem + "-store.db")
         self._store_conn = checkpoint_connection(store_path, autocommit=True)
         self.store = SqliteStore(self._store_conn)
@@ -287,7 +289,7 @@ class Executor:
         else:
             log.error("run %s failed", run.run_id, exc_info=exc)
             message = f"internal error ({type(exc).__name__}); see the server log"
-        self._finish(run, "failed", error=message)
+        self._finish(run, "failed", error=self.m.redact(message))
 
     def _finish(
         self, run: Run, status: str, *, output: Any = None, error: str | None = None

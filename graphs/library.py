@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from components.errors import NotFound
 from components.gates import canonical_json
 from components.registry import Registry
-from graphs.identity import Actor, Authorizer, LocalAuthorizer
+from graphs.identity import Actor, AuditHook, Authorizer, LocalAuthorizer, no_audit
 from graphs.spec import GraphDocument
 from graphs.tables import Graph, GraphVersion
 from graphs.validation import load_document
@@ -47,10 +47,12 @@ class GraphLibrary:
         sessions: sessionmaker[Session],
         registry: Registry,
         authorizer: Authorizer | None = None,
+        audit: AuditHook = no_audit,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
         self._authz: Authorizer = authorizer or LocalAuthorizer()
+        self._audit = audit
         self._versions: dict[str, tuple[str, VersionView]] = {}  # immutable: safe to keep
 
     def create(self, actor: Actor, raw: Any, *, message: str = "") -> VersionView:
@@ -69,7 +71,8 @@ class GraphLibrary:
             session.flush()
             view = self._add_version(session, actor, graph, doc, message)
             session.commit()
-            return view
+        self._audit(actor, "graph.imported", view.graph_id, {"version": view.number})
+        return view
 
     def save_version(
         self, actor: Actor, graph_id: str, raw: Any, *, message: str = ""
@@ -82,7 +85,8 @@ class GraphLibrary:
             graph.name = doc.name
             view = self._add_version(session, actor, graph, doc, message)
             session.commit()
-            return view
+        self._audit(actor, "graph.published", view.graph_id, {"version": view.number})
+        return view
 
     def version(self, actor: Actor, version_id: str) -> VersionView:
         self._authz.require(actor, "graph:read")

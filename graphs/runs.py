@@ -32,7 +32,15 @@ from graphs.db import affected
 from graphs.events import EventLog, RunEventView
 from graphs.execution import Executor, enqueue_notifications
 from graphs.failpoints import failpoint
-from graphs.identity import Actor, Authorizer, LocalAuthorizer
+from graphs.identity import (
+    Actor,
+    AuditHook,
+    Authorizer,
+    LocalAuthorizer,
+    Redact,
+    no_audit,
+    no_redaction,
+)
 from graphs.leases import LeaseKeeper, process_owner_id
 from graphs.library import GraphLibrary
 from graphs.outbox import OutboxDispatcher, check_webhook_url, start_dispatcher_thread
@@ -117,13 +125,17 @@ class RunManager:
         outbox: OutboxDispatcher | None = None,
         outbox_interval_s: float = 1.0,
         stream_tokens: bool = False,
+        audit: AuditHook = no_audit,
+        redact: Redact = no_redaction,
     ) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.registry = registry
         self.authz: Authorizer = authorizer or LocalAuthorizer()
-        self.library = GraphLibrary(self.sessions, registry, self.authz)
+        self.audit = audit
+        self.redact = redact
+        self.library = GraphLibrary(self.sessions, registry, self.authz, audit)
         self.approvals = Approvals(self.sessions, authority, self.authz)
-        self.events = EventLog(self.sessions)
+        self.events = EventLog(self.sessions, redact=redact)
         self.leases = LeaseKeeper(self.sessions, process_owner_id(), lease_ttl_s)
         self.max_crash_attempts = max_crash_attempts
         self.executor = Executor(
@@ -273,6 +285,7 @@ class RunManager:
         with self._lock:
             if run_id in self._active:
                 self._active[run_id].set()
+        self.audit(actor, "run.cancelled", run_id, {})
         self.events.publish(actor.workspace_id, run_id, "run_status", data={"status": "cancelled"})
         self.notify_settled()
         return self.get(actor, run_id)
@@ -299,6 +312,12 @@ class RunManager:
             "approval_decided",
             view.node_id,
             {"approval_id": approval_id, "decision": decision, "by": actor.user_id},
+        )
+        self.audit(
+            actor,
+            "approval.decided",
+            approval_id,
+            {"run_id": view.run_id, "decision": decision, "tool": view.action, "tier": view.tier},
         )
         failpoint("decision.after_commit")
         self._submit(view.run_id)

@@ -1,8 +1,4 @@
-"""Alembic environment for every `auth` table (run through auth.db.migrate).
-
-`auth.tables` always; the vault, audit and OIDC modules join the metadata when they exist.
-Casbin's rules table is created by sqlalchemy-adapter's own model, added by the lead.
-"""
+"""Alembic environment for every `auth` table (run through auth.db.migrate)."""
 
 import importlib
 
@@ -10,17 +6,10 @@ from alembic import context
 
 from auth.base import Base
 
-REQUIRED = ("auth.tables",)
-OPTIONAL = ("auth.vault", "auth.audit", "auth.oidc")
+TABLE_MODULES = ("auth.tables", "auth.rbac", "auth.vault", "auth.audit", "auth.oidc")
 
-for _name in REQUIRED:
+for _name in TABLE_MODULES:
     importlib.import_module(_name)
-for _name in OPTIONAL:
-    try:
-        importlib.import_module(_name)
-    except ModuleNotFoundError as missing:
-        if missing.name != _name:  # the module exists but one of its imports is missing
-            raise
 
 config = context.config
 connection = config.attributes["connection"]

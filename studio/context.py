@@ -1,0 +1,202 @@
+"""The studio's one context: engine, identity, RBAC, vault, audit and the run manager.
+
+`open_studio()` builds it at start-up (nothing heavy happens at import time). Every
+service the runtime exposes is authorized here: `StudioAuthorizer` asks Casbin RBAC — and,
+for API tokens, the token's scopes too — before any graph, run or approval service acts.
+The local workspace is the machine operator's: whoever can run the `studio` command on the
+database owns it, so it is not role-checked (admin-tier calls still need a second person).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCAL_WORKSPACE", "Studio", "StudioAuthority", "StudioAuthorizer", "open_studio"]
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from auth.accounts import Accounts
+from auth.audit import AuditLog
+from auth.db import migrate as migrate_auth
+from auth.rbac import Rbac, RbacApprovalAuthority
+from auth.redact import Redactor, install_log_redaction, redact_payload
+from auth.sessions import WebSessions
+from auth.tokens import ApiTokens
+from auth.vault import Vault, key_file_for, load_keyring
+from components.base import HttpPolicy, SecretResolver
+from components.errors import Forbidden, NotFound
+from components.registry import default_registry
+from graphs.approvals import ApprovalView, SeparationOfDuties
+from graphs.db import make_engine
+from graphs.db import migrate as migrate_graphs
+from graphs.headless import LOCAL_WORKSPACE, checkpoint_path_for, signing_key_for
+from graphs.identity import Actor
+from graphs.outbox import OutboxDispatcher, SmtpSettings
+from graphs.runs import RunManager, env_secrets
+from studio.settings import Settings
+
+
+class StudioAuthorizer:
+    """RBAC for every workspace but the operator's local one; tokens are also held to
+    their scopes."""
+
+    def __init__(self, rbac: Rbac) -> None:
+        self._rbac = rbac
+
+    def require(self, actor: Actor, action: str) -> None:
+        if actor.scopes is not None and action not in actor.scopes:
+            raise Forbidden(f"this API token is not allowed {action!r}")
+        if actor.workspace_id == LOCAL_WORKSPACE and actor.scopes is None:
+            return
+        self._rbac.require(actor, action)
+
+
+class StudioAuthority:
+    """Who may decide an approval: separation of duties locally, RBAC elsewhere, and a
+    token only with the matching decide scope."""
+
+    def __init__(self, rbac: Rbac) -> None:
+        self._rbac = RbacApprovalAuthority(rbac)
+        self._local = SeparationOfDuties()
+
+    def refusal(self, actor: Actor, approval: ApprovalView) -> str | None:
+        if actor.scopes is not None:
+            needed = f"approval:decide:{approval.tier}"
+            if needed not in actor.scopes:
+                return f"this API token does not carry {needed!r}"
+        if actor.workspace_id == LOCAL_WORKSPACE and actor.scopes is None:
+            return self._local.refusal(actor, approval)
+        return self._rbac.refusal(actor, approval)
+
+
+@dataclass(frozen=True, slots=True)
+class Studio:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    manager: RunManager
+    rbac: Rbac
+    vault: Vault
+    audit: AuditLog
+    accounts: Accounts
+    web_sessions: WebSessions
+    tokens: ApiTokens
+    redactor: Redactor
+
+    def token_actor(self, token: str) -> Actor:
+        """The acting identity of an API token (its workspace, never the request's)."""
+        principal = self.tokens.verify_token(token)
+        return Actor(principal.workspace_id, principal.user_id, frozenset(principal.actions))
+
+
+def _secrets_for(vault: Vault) -> Any:
+    def resolver_for(workspace_id: str) -> SecretResolver:
+        from_vault = vault.resolver(workspace_id)
+
+        def resolve(name: str) -> str:
+            try:
+                return from_vault(name)
+            except NotFound:
+                if workspace_id == LOCAL_WORKSPACE:  # the operator may also use the env
+                    return env_secrets(name)
+                raise
+
+        return resolve
+
+    return resolver_for
+
+
+def _audit_hook(audit: AuditLog) -> Any:
+    def record(actor: Actor, action: str, target: str, details: Mapping[str, Any]) -> None:
+        audit.record(
+            action,
+            actor=actor.user_id,
+            workspace_id=actor.workspace_id,
+            target=target,
+            details=dict(details),
+        )
+
+    return record
+
+
+@contextmanager
+def open_studio(
+    settings: Settings | None = None,
+    *,
+    db_path: Path | None = None,
+    http: HttpPolicy | None = None,
+    smtp: SmtpSettings | None = None,
+    resume: bool = True,
+    **manager_options: Any,
+) -> Iterator[Studio]:
+    """Open the studio on its database (creating and migrating it when needed)."""
+    settings = settings or Settings()
+    path = db_path or settings.db_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{path}")
+    migrate_graphs(engine)
+    migrate_auth(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    redactor = Redactor()
+    uninstall = install_log_redaction(redactor)
+    audit = AuditLog(sessions, redactor=redactor)
+    rbac = Rbac(engine)
+    rbac.sync_role_templates()
+    vault = Vault(
+        sessions,
+        load_keyring(key_file_for(path)),
+        redactor=redactor,
+        on_use=lambda ws, name: audit.record(
+            "secret.used", actor="system", workspace_id=ws, target=name
+        ),
+        on_change=lambda actor, action, name: audit.record(
+            action, actor=actor.user_id, workspace_id=actor.workspace_id, target=name
+        ),
+    )
+    vault.register_all()
+    policy = http or HttpPolicy(allow_hosts=settings.allow_hosts())
+    outbox = OutboxDispatcher(
+        engine, smtp=smtp or settings.smtp(), http=policy, signing_key=signing_key_for(path)
+    )
+    manager = RunManager(
+        engine,
+        checkpoint_path_for(path),
+        default_registry(),
+        max_concurrency=manager_options.pop("max_concurrency", settings.max_concurrency),
+        lease_ttl_s=manager_options.pop("lease_ttl_s", settings.lease_ttl_s),
+        secrets=_secrets_for(vault),
+        http=policy,
+        tier_floor=rbac.tool_floor,
+        authority=StudioAuthority(rbac),
+        authorizer=StudioAuthorizer(rbac),
+        outbox=outbox,
+        audit=_audit_hook(audit),
+        redact=lambda value: redact_payload(redactor, value),
+        **manager_options,
+    )
+    studio = Studio(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        manager=manager,
+        rbac=rbac,
+        vault=vault,
+        audit=audit,
+        accounts=Accounts(sessions),
+        web_sessions=WebSessions(sessions),
+        tokens=ApiTokens(sessions),
+        redactor=redactor,
+    )
+    if resume:
+        manager.start()
+    try:
+        yield studio
+    finally:
+        manager.close()
+        uninstall()
+        engine.dispose()
