@@ -167,3 +167,31 @@ def test_webhook_key_file_is_private_and_stable(tmp_path: Path, monkeypatch: Any
     assert len(first) == 64 and signing_key_for(db) == first
     monkeypatch.setenv("STUDIO_WEBHOOK_SECRET", "s" * 32)
     assert signing_key_for(db) == b"s" * 32
+
+
+def test_many_concurrent_runs_slow_down_but_never_fail_on_a_locked_database(
+    tmp_path: Path, receiver: HttpReceiver, alice: Actor, bob: Actor
+) -> None:
+    from components.base import HttpPolicy
+
+    policy = HttpPolicy(allow_hosts=frozenset({receiver.host_port}))
+    with open_runtime(tmp_path / "busy.db", http=policy, max_concurrency=8) as rt:
+        m = rt.manager
+        triage = m.library.create(alice, example("triage_router")).version_id
+        support = m.library.create(alice, support_doc(receiver)).version_id
+        ids = [
+            m.start_run(alice, version_id=triage, input={"ticket": f"crash #{i}"})
+            for i in range(40)
+        ]
+        ids += [
+            m.start_run(alice, version_id=support, input={"order_id": f"B-{i}"}) for i in range(10)
+        ]
+        views = [m.wait(alice, run_id, timeout_s=120) for run_id in ids]
+        assert [v.status for v in views[:40]] == ["succeeded"] * 40
+        assert [v.status for v in views[40:]] == ["waiting_approval"] * 10
+        for approval in m.approvals.list(alice):  # ten e-mails confirmed at once
+            m.decide(alice, approval.approval_id, "approve")
+        after = [m.wait(alice, run_id, timeout_s=120) for run_id in ids[40:]]
+        assert [v.status for v in after] == ["waiting_approval"] * 10  # now at the refund
+        assert all(a.action == "issue_refund" for a in m.approvals.list(alice))
+        assert not any("locked" in (v.error or "") for v in m.list(alice, limit=1000))
