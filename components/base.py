@@ -206,6 +206,9 @@ class RunContext:
     http: HttpPolicy = field(default_factory=HttpPolicy)
     models: ModelFactory | None = None
     tier_floor: Callable[[str], Tier] = field(default=lambda _tool: "free")
+    starter_may_act: Callable[[], None] = field(default=lambda: None)
+    """Raises (Forbidden) when the run's starter has lost the right to run graphs here;
+    checked right before every side effect, so a paused run fails closed."""
 
 
 NodeFn = Callable[..., Any]

@@ -32,7 +32,7 @@ from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
 from graphs.db import affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
-from graphs.identity import no_redaction
+from graphs.identity import Actor, no_redaction
 from graphs.ledger import EffectLedger
 from graphs.outbox import SqlOutbox, enqueue_webhook
 from graphs.spec import GraphDocument
@@ -115,6 +115,7 @@ class Executor:
         registry = self.m.registry
         secrets = self.secrets(run.workspace_id)
         workspace, floor = run.workspace_id, self.tier_floor
+        starter = Actor(run.workspace_id, run.started_by)
 
         def models(provider: str, config: Mapping[str, Any]) -> Any:
             spec = registry.providers.get(provider)
@@ -144,6 +145,7 @@ class Executor:
             http=self.http,
             models=models,
             tier_floor=lambda tool: floor(workspace, tool),
+            starter_may_act=lambda: self.m.authz.require(starter, "run:start"),
         )
 
     # --- one pass over a run ---------------------------------------------------------

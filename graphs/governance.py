@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from components.base import RunContext, Tier, Tool, ToolContext, ToolOutcome, max_tier
-from components.errors import RunFailure, ToolFailure
+from components.errors import RunFailure, StudioError, ToolFailure
 from components.gates import GateRequest, binding_hash, gate
 from graphs.ledger import EffectLedger, idempotency_key
 
@@ -142,6 +142,13 @@ class GovernedToolCaller:
             return ToolOutcome(True, result, untrusted=tool.untrusted_output)
 
         from graphs.outbox import SqlOutbox
+
+        try:
+            ctx.starter_may_act()
+        except StudioError as exc:
+            raise RunFailure(
+                f"{tool.name!r} was not executed: the run's starter may no longer act here ({exc})"
+            ) from None
 
         outcome = self._ledger.run_once(
             workspace_id=ctx.workspace_id,

@@ -121,3 +121,22 @@ def test_vault_secret_reaches_the_tool_and_nowhere_else(
             assert canary.encode() not in file.read_bytes(), file.name
     with pytest.raises(NotFound):
         studio.vault.resolver("evil-corp")("PAY_KEY")
+
+
+def test_a_paused_run_whose_starter_lost_access_fails_closed_at_the_effect(
+    studio: Studio, receiver: HttpReceiver
+) -> None:
+    m = studio.manager
+    version = m.library.create(who("ed"), support_doc(receiver))
+    run_id = m.start_run(who("alice"), version_id=version.version_id, input={"order_id": "A-5"})
+    m.wait(who("alice"), run_id, timeout_s=30)
+    [email] = m.approvals.list(who("bob"), run_id=run_id)
+    studio.rbac.revoke_role(ACME, USERS["alice"])  # alice leaves while her run waits
+    m.decide(who("bob"), email.approval_id, "approve")  # an approver still says yes
+    run = m.wait(who("bob"), run_id, timeout_s=30)
+    assert run.status == "failed"
+    assert "may no longer act" in (run.error or "")
+    from graphs.tables import OutboxMessage
+
+    with studio.sessions() as session:
+        assert session.query(OutboxMessage).count() == 0  # the e-mail never went out
