@@ -49,6 +49,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from auth.base import Base, utcnow
 from auth.redact import Redactor
 from components.errors import Conflict, StudioError, UserError
+from components.gates import canonical_json
 
 GENESIS = "0" * 64
 MAX_DETAILS_BYTES = 16_000
@@ -153,8 +154,7 @@ def entry_hash(
     """The chain hash of one entry (hex sha256 of canonical JSON)."""
     when = _utc(at).isoformat(timespec="microseconds")
     fields = [seq, workspace_id, actor, action, target, details, when, prev_hash]
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
 
 def _record(row: AuditEntry) -> AuditRecord:
