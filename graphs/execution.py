@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,7 +204,11 @@ class Executor:
         self.m.events.publish(
             run.workspace_id, run.run_id, "run_status", data={"status": "running"}
         )
-        if not self._stream(compiled, run, cfg, graph_input, cancel):
+        seen = self._stream(compiled, run, cfg, graph_input, cancel)
+        if seen is None:
+            return False
+        if seen.clean and seen.output is not None:  # ended at an output node: no read needed
+            self._finish(run, "succeeded", output=seen.output)
             return False
         state = compiled.graph.get_state(cfg)
         live = _live_interrupts(state)
@@ -221,9 +226,9 @@ class Executor:
         cfg: RunnableConfig,
         graph_input: Any,
         cancel: threading.Event,
-    ) -> bool:
-        """Stream one pass; False when it stopped because the run was cancelled."""
-        started: dict[str, float] = {}
+    ) -> _Seen | None:
+        """Stream one pass; None when it stopped because the run was cancelled."""
+        seen = _Seen()
         publish = self.m.events.publish
         ws, rid = run.workspace_id, run.run_id
         parts: Iterator[Any] = compiled.graph.stream(
@@ -239,10 +244,10 @@ class Executor:
                 if isinstance(message, AIMessageChunk) and message.content:
                     publish(ws, rid, "token", meta.get("langgraph_node"), {"text": message.text})
             else:
-                _task_event(publish, ws, rid, chunk, started)
+                _task_event(publish, ws, rid, chunk, seen)
             if cancel.is_set():
-                return False
-        return True
+                return None
+        return seen
 
     def _decided(self, live: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         resume = {}
@@ -366,20 +371,37 @@ def _fallback_output(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"answer": last.text} if last is not None else {}
 
 
-def _task_event(
-    publish: Any, ws: str, rid: str, chunk: Mapping[str, Any], started: dict[str, float]
-) -> None:
+@dataclass(slots=True)
+class _Seen:
+    """What one pass's task events showed: open tasks, whether any paused or failed, and
+    the run output an output node wrote."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    troubled: bool = False
+    output: Any = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.troubled and not self.started
+
+
+def _task_event(publish: Any, ws: str, rid: str, chunk: Mapping[str, Any], seen: _Seen) -> None:
     name, task_id = chunk.get("name"), chunk.get("id", "")
     if "triggers" in chunk:
-        started[task_id] = time.perf_counter()
+        seen.started[task_id] = time.perf_counter()
         publish(ws, rid, "node_started", name, {"task": task_id})
         return
-    elapsed = time.perf_counter() - started.pop(task_id, time.perf_counter())
+    elapsed = time.perf_counter() - seen.started.pop(task_id, time.perf_counter())
     data: dict[str, Any] = {"task": task_id, "ms": round(elapsed * 1000, 3)}
     if chunk.get("error"):
         data["error"] = str(chunk["error"])[:500]
+        seen.troubled = True
     if chunk.get("interrupts"):
         data["paused"] = True
+        seen.troubled = True
+    result = chunk.get("result")
+    if isinstance(result, Mapping) and result.get(OUTPUT_KEY) is not None:
+        seen.output = result[OUTPUT_KEY]
     usage = _usage(chunk.get("result") or [])
     if usage:
         data.update(usage)
