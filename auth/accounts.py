@@ -49,6 +49,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _WORKSPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+RESERVED_WORKSPACE_IDS = frozenset({"local"})  # the headless operator's workspace
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """`free_failures` within `window` cost nothing; each further one doubles the wait."""
@@ -173,6 +176,8 @@ class Accounts:
         title = name.strip()
         if not 0 < len(title) <= 200:
             raise UserError("a workspace needs a name of 1 to 200 characters")
+        if workspace_id in RESERVED_WORKSPACE_IDS:
+            raise UserError(f"workspace id {workspace_id!r} is reserved; choose another")
         if workspace_id is not None and not _WORKSPACE_ID.fullmatch(workspace_id):
             raise UserError(
                 f"workspace id {workspace_id!r} is not valid; use up to 64 letters, digits, . _ -"

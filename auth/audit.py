@@ -61,6 +61,7 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "login_failed": "A sign-in was refused (wrong password, throttled, OIDC error).",
     "logout": "A user signed out; the session ended.",
     "user.created": "A local account was created.",
+    "user.disabled": "An account was disabled: sessions ended, tokens revoked, roles removed.",
     "workspace.created": "A workspace (tenant) was created.",
     "member.added": "A user was added to a workspace with a role.",
     "member.removed": "A user was removed from a workspace.",

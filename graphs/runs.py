@@ -354,6 +354,7 @@ class RunManager:
 
     def wait(self, actor: Actor, run_id: str, *, timeout_s: float = 60.0) -> RunView:
         """Block until the run is final or waiting for a person (or the timeout passes)."""
+        self.get(actor, run_id)  # scope and permission first: a foreign run is not found at once
         deadline = time.monotonic() + timeout_s
         while True:
             with self._settled:

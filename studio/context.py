@@ -53,7 +53,12 @@ class StudioAuthorizer:
             raise Forbidden(f"this API token is not allowed {action!r}")
         if actor.workspace_id == LOCAL_WORKSPACE and actor.scopes is None:
             return
-        self._rbac.require(actor, action)
+        decision = self._rbac.authorize(actor, action)
+        if decision.allowed:
+            return
+        if not self._rbac.roles_of(actor.workspace_id, actor.user_id):
+            raise NotFound(f"workspace {actor.workspace_id!r} not found")  # no hint to outsiders
+        raise Forbidden(decision.reason)
 
 
 class StudioAuthority:
@@ -87,6 +92,16 @@ class Studio:
     web_sessions: WebSessions
     tokens: ApiTokens
     redactor: Redactor
+
+    def disable_user(self, user_id: str, *, by: str = "system") -> None:
+        """Disable an account at once: no login, sessions ended, tokens revoked, roles
+        removed in every workspace — so a paused run they started fails closed at its next
+        side effect, and they decide nothing."""
+        self.accounts.disable_user(user_id)
+        workspaces = self.rbac.forget_user(user_id)
+        self.tokens.revoke_owner_tokens(user_id)
+        for workspace_id in sorted(workspaces) or [None]:
+            self.audit.record("user.disabled", actor=by, workspace_id=workspace_id, target=user_id)
 
     def token_actor(self, token: str) -> Actor:
         """The acting identity of an API token (its workspace, never the request's)."""

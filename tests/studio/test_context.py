@@ -64,7 +64,7 @@ def test_roles_gate_every_step_of_the_support_agent(studio: Studio, receiver: Ht
     with pytest.raises(Forbidden):
         m.decide(alice, refund.approval_id, "approve")
     studio.rbac.revoke_role(ACME, USERS["bob"])
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         m.decide(bob, refund.approval_id, "approve")  # revoked a moment ago: no longer
     studio.rbac.assign_role(ACME, USERS["bob"], "approver")
     m.decide(bob, refund.approval_id, "approve")

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "a0002"
 down_revision: str | None = "a0001"
 branch_labels: Sequence[str] | None = None
