@@ -33,7 +33,14 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self.hasher = hasher or PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(24))
+        self._dummy_hash: str | None = None
+
+    @property
+    def _dummy(self) -> str:
+        """A hash with the same parameters, made on first use (it costs an argon2 run)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+        return self._dummy_hash
 
     def hash(self, password: str) -> str:
         check_password(password)

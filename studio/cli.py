@@ -1,4 +1,10 @@
-"""The `studio` command: run graphs headless, inspect runs, decide approvals.
+"""The `studio` command: run graphs headless, inspect runs, decide approvals, administer.
+
+Graph commands open the full studio (`studio.context.open_studio`): runs use vault secrets,
+RBAC, the audit log and redaction. They act as the local operator (workspace "local", the
+OS user or `STUDIO_USER`), or, when `STUDIO_TOKEN` is set, as that API token's principal
+(its workspace and user; its scopes within the owner's current role). The administration
+commands (users, workspaces, members, tokens, secrets, audit) live in `studio.admin`.
 
 Human-readable output by default, `--json` for scripts. Errors print one line and exit 2;
 nothing prints a stack trace for a mistake a person can fix.
@@ -12,38 +18,22 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from components.base import HttpPolicy
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
 from components.errors import GraphInvalid, StudioError, UserError
 from components.registry import default_registry
-from graphs.headless import local_actor, open_runtime, read_graph_file, run_file
+from graphs.approvals import Decision
+from graphs.headless import Runtime, read_graph_file, run_file
 from graphs.spec import json_schema
 from graphs.validation import load_document
-from studio.settings import Settings
-
-
-def _emit(args: argparse.Namespace, value: Any, text: Callable[[Any], str]) -> None:
-    if args.json:
-        print(json.dumps(_plain(value), indent=2, default=str, ensure_ascii=False))
-    else:
-        print(text(value))
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+from studio.admin import acting_actor, add_admin_commands, emit, open_cli_studio
+from studio.context import Studio
 
 
 def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
@@ -59,18 +49,9 @@ def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
     return value
 
 
-def _runtime(args: argparse.Namespace, *, resume: bool = True) -> Any:
-    settings = Settings()
-    db = Path(args.db) if args.db else settings.db_path
-    http = HttpPolicy(allow_hosts=settings.allow_hosts())
-    return open_runtime(
-        db,
-        http=http,
-        smtp=settings.smtp(),
-        resume=resume,
-        max_concurrency=settings.max_concurrency,
-        lease_ttl_s=settings.lease_ttl_s,
-    )
+def _runtime(args: argparse.Namespace, *, resume: bool = True) -> AbstractContextManager[Studio]:
+    """The full studio (vault secrets, RBAC, audit, redaction) for a graph command."""
+    return open_cli_studio(args, resume=resume)
 
 
 def _run_line(run: Any) -> str:
@@ -96,27 +77,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         k: v for k, v in (("webhook", args.notify_webhook), ("email", args.notify_email)) if v
     }
     with _runtime(args) as rt:
-        run = run_file(rt, args.graph, payload, timeout_s=args.timeout, notify=notify or None)
-        _emit(args, run, _run_line)
+        actor = acting_actor(rt)
+        run = run_file(
+            Runtime(rt.engine, rt.manager),
+            args.graph,
+            payload,
+            actor=actor,
+            timeout_s=args.timeout,
+            notify=notify or None,
+        )
+        emit(args, run, _run_line)
         if run.status == "waiting_approval" and not args.json:
-            for approval in rt.manager.approvals.list(local_actor(), run_id=run.run_id):
+            for approval in rt.manager.approvals.list(actor, run_id=run.run_id):
                 print("  " + _approval_line(approval).replace("\n", "\n  "))
     return 0 if run.status in ("succeeded", "waiting_approval") else 1
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     with _runtime(args, resume=False) as rt:
-        runs = rt.manager.list(local_actor(), status=args.status, limit=args.limit)
-        _emit(args, runs, lambda rs: "\n".join(_run_line(r) for r in rs) or "no runs")
+        runs = rt.manager.list(acting_actor(rt), status=args.status, limit=args.limit)
+        emit(args, runs, lambda rs: "\n".join(_run_line(r) for r in rs) or "no runs")
     return 0
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     with _runtime(args, resume=False) as rt:
-        actor = local_actor()
+        actor = acting_actor(rt)
         run = rt.manager.get(actor, args.run_id)
         events = rt.manager.events.history(actor.workspace_id, run.run_id)
-        _emit(args, {"run": run, "events": events} if args.json else run, _run_line)
+        emit(args, {"run": run, "events": events} if args.json else run, _run_line)
         if not args.json:
             for e in events:
                 if e.kind != "token":
@@ -129,21 +118,22 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 def cmd_approvals_list(args: argparse.Namespace) -> int:
     with _runtime(args, resume=False) as rt:
         status = None if args.status == "all" else args.status
-        items = rt.manager.approvals.list(local_actor(), status=status)
-        _emit(args, items, lambda xs: "\n".join(_approval_line(a) for a in xs) or "none")
+        items = rt.manager.approvals.list(acting_actor(rt), status=status)
+        emit(args, items, lambda xs: "\n".join(_approval_line(a) for a in xs) or "none")
     return 0
 
 
 def cmd_approvals_decide(args: argparse.Namespace) -> int:
     edited = _json_object(args.args, "--args")
-    decision = "edit" if (args.decision == "approve" and edited is not None) else args.decision
+    chosen = "edit" if (args.decision == "approve" and edited is not None) else args.decision
+    decision = cast(Decision, chosen)  # argparse's choices are the decisions
     with _runtime(args) as rt:
-        actor = local_actor(args.as_user)
+        actor = acting_actor(rt, args.as_user)
         approval = rt.manager.decide(
             actor, args.approval_id, decision, args=edited, feedback=args.feedback
         )
         run = rt.manager.wait(actor, approval.run_id, timeout_s=args.timeout)
-        _emit(
+        emit(
             args,
             {"approval": approval, "run": run},
             lambda v: _approval_line(v["approval"]) + "\n" + _run_line(v["run"]),
@@ -153,19 +143,19 @@ def cmd_approvals_decide(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     with _runtime(args) as rt:
-        actor = local_actor()
+        actor = acting_actor(rt)
         ids = [args.run_id] if args.run_id else [r.run_id for r in rt.manager.list(actor)]
         if args.run_id:
             rt.manager.get(actor, args.run_id)
             rt.manager.recover()
         runs = [rt.manager.wait(actor, run_id, timeout_s=args.timeout) for run_id in ids]
-        _emit(args, runs, lambda rs: "\n".join(_run_line(r) for r in rs) or "no runs")
+        emit(args, runs, lambda rs: "\n".join(_run_line(r) for r in rs) or "no runs")
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     doc = load_document(read_graph_file(args.graph), default_registry())
-    _emit(
+    emit(
         args,
         {"valid": True, "name": doc.name, "nodes": len(doc.nodes)},
         lambda v: f"valid: {v['name']!r} ({v['nodes']} nodes)",
@@ -221,7 +211,11 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("decision", choices=["approve", "edit", "reject", "respond"])
     ad.add_argument("--args", help="JSON object: edited arguments (or {'response': ...})")
     ad.add_argument("--feedback", help="message the model sees (with reject)")
-    ad.add_argument("--as", dest="as_user", help="decide as this user (default: $STUDIO_USER)")
+    ad.add_argument(
+        "--as",
+        dest="as_user",
+        help="decide as this local user (default: $STUDIO_USER; not with $STUDIO_TOKEN)",
+    )
     ad.set_defaults(func=cmd_approvals_decide)
 
     resume = sub.add_parser("resume", parents=[common], help="continue runs after a crash")
@@ -236,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", parents=[common], help="run the support-agent example")
     demo.set_defaults(func=cmd_demo)
+    add_admin_commands(sub)
     return parser
 
 
@@ -257,8 +252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 2
     except (StudioError, json.JSONDecodeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
+    except ValidationError as exc:  # a STUDIO_* setting has a wrong value
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        name = "STUDIO_" + "_".join(str(p) for p in first["loc"]).upper()
+        _error(f"setting {name}: {first['msg']}")
+        return 2
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        _error(f"the studio database could not be used: {type(cause).__name__}: {cause}")
+        return 2
+
+
+def _error(message: str) -> None:
+    """One line on stderr, whatever the message holds."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
 
 
 if __name__ == "__main__":
