@@ -311,7 +311,7 @@ def run_agent(mode: str) -> tuple[list[BaseMessage], list[tuple[int, int]], str]
 @pytest.mark.parametrize("mode", ["invoke", "stream"])
 def test_agent_loop_runs_tools_through_tool_node(mode: str) -> None:
     messages, calls, tokens = run_agent(mode)
-    assert calls == [(2, 3), (5, 7), (1, 1)]
+    assert sorted(calls) == [(1, 1), (2, 3), (5, 7)]  # ToolNode runs one turn's calls in parallel
     results = [m.content for m in messages if isinstance(m, ToolMessage)]
     assert results == ["5", "12", "2"]
     answers = [m for m in messages if isinstance(m, AIMessage)]
