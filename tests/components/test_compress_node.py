@@ -26,10 +26,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from pydantic import ValidationError
 
-from components.base import BuildContext, DecisionRecord, RunContext, ToolOutcome
-from components.errors import ModelFailure, NotFound, RunFailure
+from components.base import BuildContext, RunContext
+from components.errors import ModelFailure, RunFailure
 from components.nodes import compress
 from components.providers.scripted import ScriptedChatModel, ScriptedConfig
+from tests.components.doubles import EchoOutbox, NoApprovals, NoSecrets, no_tool_calls
 
 SUMMARY_TEXT = "Ada asked about eight destinations and prefers trains."
 
@@ -67,33 +68,14 @@ class Models:
         return RecordingModel(model=settings.model, script=settings.script, recorder=self)
 
 
-class _NoSecrets:
-    def __call__(self, name: str) -> str:
-        raise NotFound(f"no secret {name!r}")
-
-
-class _Outbox:
-    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
-        return idempotency_key
-
-
-class _NoApprovals:
-    def decision_for(self, approval_id: str) -> DecisionRecord | None:
-        return None
-
-
-def _no_tool_calls(runtime: Any, **kwargs: Any) -> ToolOutcome:
-    raise AssertionError("the compress node never calls tools")
-
-
 def context(models: Models | None) -> RunContext:
     return RunContext(
         workspace_id="ws1",
         run_id="run1",
         user_id="u1",
-        secrets=_NoSecrets(),
-        outbox=_Outbox(),
-        approvals=_NoApprovals(),
+        secrets=NoSecrets(),
+        outbox=EchoOutbox(),
+        approvals=NoApprovals(),
         models=models,
     )
 
@@ -108,7 +90,7 @@ def compile_compress(checkpointer: Any = None, summary: str = SUMMARY_TEXT, **se
         tools={},
         state_fields={},
         compile_subgraph=lambda doc: None,
-        call_tool=_no_tool_calls,
+        call_tool=no_tool_calls,
     )
     graph = StateGraph(State, context_schema=RunContext)
     graph.add_node("squeeze", compress.SPEC.build("squeeze", config, ctx).fn)

@@ -18,9 +18,10 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 from pydantic import ValidationError
 
-from components.base import BuildContext, DecisionRecord, RunContext, ToolOutcome
-from components.errors import NotFound, RunFailure, UserError
+from components.base import BuildContext, RunContext
+from components.errors import RunFailure, UserError
 from components.nodes import memory
+from tests.components.doubles import EchoOutbox, NoApprovals, NoSecrets, no_tool_calls
 
 
 class State(TypedDict, total=False):
@@ -41,33 +42,14 @@ FIELDS = {
 }
 
 
-class _NoSecrets:
-    def __call__(self, name: str) -> str:
-        raise NotFound(f"no secret {name!r}")
-
-
-class _Outbox:
-    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
-        return idempotency_key
-
-
-class _NoApprovals:
-    def decision_for(self, approval_id: str) -> DecisionRecord | None:
-        return None
-
-
-def _no_tool_calls(runtime: Any, **kwargs: Any) -> ToolOutcome:
-    raise AssertionError("memory nodes never call tools")
-
-
 def context(workspace_id: str = "ws1", user_id: str = "u1") -> RunContext:
     return RunContext(
         workspace_id=workspace_id,
         run_id="run1",
         user_id=user_id,
-        secrets=_NoSecrets(),
-        outbox=_Outbox(),
-        approvals=_NoApprovals(),
+        secrets=NoSecrets(),
+        outbox=EchoOutbox(),
+        approvals=NoApprovals(),
     )
 
 
@@ -78,7 +60,7 @@ def build_ctx() -> BuildContext:
         tools={},
         state_fields=FIELDS,
         compile_subgraph=lambda doc: None,
-        call_tool=_no_tool_calls,
+        call_tool=no_tool_calls,
     )
 
 

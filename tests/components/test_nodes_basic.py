@@ -18,15 +18,14 @@ from pydantic import ValidationError
 from components.base import (
     BuildContext,
     BuiltNode,
-    DecisionRecord,
     NodeSpec,
     RunContext,
-    ToolOutcome,
 )
-from components.errors import NotFound, UserError
+from components.errors import UserError
 from components.expressions import evaluate
 from components.nodes import compress, memory, output, router, transform
 from components.registry import Registry
+from tests.components.doubles import EchoOutbox, NoApprovals, NoSecrets, no_tool_calls
 
 
 class State(TypedDict, total=False):
@@ -64,33 +63,14 @@ FIELDS = {
 }
 
 
-class _NoSecrets:
-    def __call__(self, name: str) -> str:
-        raise NotFound(f"no secret {name!r}")
-
-
-class _Outbox:
-    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
-        return idempotency_key
-
-
-class _NoApprovals:
-    def decision_for(self, approval_id: str) -> DecisionRecord | None:
-        return None
-
-
-def _no_tool_calls(runtime: Any, **kwargs: Any) -> ToolOutcome:
-    raise AssertionError("these nodes never call tools")
-
-
 def run_context() -> RunContext:
     return RunContext(
         workspace_id="ws1",
         run_id="run1",
         user_id="u1",
-        secrets=_NoSecrets(),
-        outbox=_Outbox(),
-        approvals=_NoApprovals(),
+        secrets=NoSecrets(),
+        outbox=EchoOutbox(),
+        approvals=NoApprovals(),
     )
 
 
@@ -101,7 +81,7 @@ def build_ctx() -> BuildContext:
         tools={},
         state_fields=FIELDS,
         compile_subgraph=lambda doc: None,
-        call_tool=_no_tool_calls,
+        call_tool=no_tool_calls,
     )
 
 
