@@ -29,7 +29,7 @@ from auth.sessions import WebSessions
 from auth.tokens import ApiTokens
 from auth.vault import Vault, key_file_for, load_keyring
 from components.base import HttpPolicy, SecretResolver
-from components.errors import Forbidden, NotFound
+from components.errors import Forbidden, NotFound, StudioError
 from components.registry import default_registry
 from graphs.approvals import ApprovalView, SeparationOfDuties
 from graphs.db import make_engine
@@ -102,6 +102,56 @@ class Studio:
         self.tokens.revoke_owner_tokens(user_id)
         for workspace_id in sorted(workspaces) or [None]:
             self.audit.record("user.disabled", actor=by, workspace_id=workspace_id, target=user_id)
+
+    def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        workspace_id: str,
+        client_ip: str,
+        replaces: str | None = None,
+    ) -> tuple[str, Actor]:
+        """Sign in with a password into a workspace the user belongs to: a new session id
+        every time (the old cookie ends), audited either way. Returns (cookie, actor)."""
+        try:
+            user = self.accounts.authenticate(email, password, client_ip=client_ip)
+            if not self.rbac.roles_of(workspace_id, user.user_id):
+                raise Forbidden("e-mail or password is wrong")  # no hint about workspaces
+        except StudioError as exc:
+            self.audit.record(
+                "login_failed",
+                actor="anonymous",
+                workspace_id=None,
+                target=email.strip().lower()[:254],
+                details={"reason": str(exc)},
+            )
+            raise
+        cookie, session = self.web_sessions.start_session(
+            user.user_id, workspace_id, replaces=replaces
+        )
+        self.audit.record(
+            "login", actor=user.user_id, workspace_id=workspace_id, target=user.user_id
+        )
+        return cookie, Actor(session.workspace_id, session.user_id)
+
+    def logout(self, cookie: str) -> None:
+        try:
+            session = self.web_sessions.resolve_session(cookie)
+        except NotFound:
+            return
+        self.web_sessions.end_session(cookie)
+        self.audit.record(
+            "logout",
+            actor=session.user_id,
+            workspace_id=session.workspace_id,
+            target=session.user_id,
+        )
+
+    def session_actor(self, cookie: str) -> Actor:
+        """The acting identity of a web session cookie (NotFound when it is not live)."""
+        session = self.web_sessions.resolve_session(cookie)
+        return Actor(session.workspace_id, session.user_id)
 
     def token_actor(self, token: str) -> Actor:
         """The acting identity of an API token (its workspace, never the request's)."""

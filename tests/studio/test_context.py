@@ -140,3 +140,46 @@ def test_a_paused_run_whose_starter_lost_access_fails_closed_at_the_effect(
 
     with studio.sessions() as session:
         assert session.query(OutboxMessage).count() == 0  # the e-mail never went out
+
+
+def test_login_starts_a_new_session_and_is_audited_either_way(studio: Studio) -> None:
+    from auth.accounts import Accounts  # a fast-hash account for this test only
+
+    Accounts(studio.sessions).create_user("pat@example.com", "correct horse battery", "Pat")
+    pat = studio.accounts.get_user_by_email("pat@example.com").user_id
+    studio.rbac.assign_role(ACME, pat, "viewer")
+    with pytest.raises(Forbidden):
+        studio.login(
+            "pat@example.com", "wrong password!!", workspace_id=ACME, client_ip="192.0.2.1"
+        )
+    with pytest.raises(Forbidden):  # right password, but not a member of that workspace
+        studio.login(
+            "pat@example.com",
+            "correct horse battery",
+            workspace_id="elsewhere",
+            client_ip="192.0.2.1",
+        )
+    first, actor = studio.login(
+        "pat@example.com", "correct horse battery", workspace_id=ACME, client_ip="192.0.2.1"
+    )
+    second, _ = studio.login(
+        "pat@example.com",
+        "correct horse battery",
+        workspace_id=ACME,
+        client_ip="192.0.2.1",
+        replaces=first,
+    )
+    assert first != second and actor == Actor(ACME, pat)
+    with pytest.raises(NotFound):
+        studio.session_actor(first)  # the old session ended at the new login
+    assert studio.session_actor(second) == actor
+    studio.logout(second)
+    with pytest.raises(NotFound):
+        studio.session_actor(second)
+    system = [e.action for e in studio.audit.system_entries()]
+    assert system.count("login_failed") == 2
+    assert [e.action for e in studio.audit.entries(ACME) if e.target == pat] == [
+        "login",
+        "login",
+        "logout",
+    ]
