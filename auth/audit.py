@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, DateTime, Integer, Select, String, event, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from auth.base import Base, utcnow
@@ -339,7 +339,26 @@ class AuditLog:
 
         With `anchor` (a `head()` kept outside the database) the chain must also still
         hold that entry with that hash, which detects truncation and full recomputation.
+        A row the database cannot even hand back (a field edited into garbage) is broken too.
         """
+        try:
+            return self._verify(anchor)
+        except (ValueError, TypeError, SQLAlchemyError):
+            return self._first_unreadable()
+
+    def _first_unreadable(self) -> VerifyResult:
+        with self._sessions() as session:
+            seqs = list(session.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)))
+        for count, seq in enumerate(seqs):
+            try:
+                with self._sessions() as session:
+                    session.get(AuditEntry, seq)
+            except (ValueError, TypeError, SQLAlchemyError):
+                reason = f"entry {seq} is unreadable (a field is malformed): it was edited"
+                return VerifyResult(False, count, seq, reason)
+        raise StudioError("the audit log cannot be read; check the database file")
+
+    def _verify(self, anchor: tuple[int, str] | None) -> VerifyResult:
         expected, prev, seen_anchor = 1, GENESIS, False
         for row in self._walk():
             broken = _check(row, expected, prev)

@@ -444,3 +444,16 @@ def test_writers_in_separate_engines_keep_one_chain(db_path: Path, engine: Engin
         for e in engines:
             e.dispose()
     assert_one_chain(db_path, AuditLog(sessionmaker(engine)), 135)
+
+
+def test_verify_names_a_row_edited_into_garbage_instead_of_crashing(
+    audit: AuditLog, db_path: Path
+) -> None:
+    import sqlite3
+
+    fill(audit)
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE audit_entries SET details = 'not json {' WHERE seq = 3")
+    result = audit.verify()
+    assert (result.ok, result.first_broken_seq, result.checked) == (False, 3, 2)
+    assert "unreadable" in result.reason
