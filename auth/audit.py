@@ -26,7 +26,6 @@ from __future__ import annotations
 __all__ = [
     "AUDIT_ACTIONS",
     "GENESIS",
-    "ActorLike",
     "AuditEntry",
     "AuditLog",
     "AuditRecord",
@@ -40,13 +39,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, Select, String, event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from auth.base import Base, utcnow
+from auth.base import ActorLike, Base, utcnow
 from auth.redact import Redactor
 from components.errors import Conflict, StudioError, UserError
 from components.gates import canonical_json
@@ -79,16 +78,6 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "approval.decided": "An approval was approved, edited, rejected or answered.",
     "run.cancelled": "A run was cancelled.",
 }
-
-
-class ActorLike(Protocol):
-    """Anyone acting in a workspace (`graphs.identity.Actor` and the auth actors fit)."""
-
-    @property
-    def workspace_id(self) -> str: ...
-
-    @property
-    def user_id(self) -> str: ...
 
 
 class AuditEntry(Base):

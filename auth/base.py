@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["Base", "utcnow"]
+__all__ = ["ActorLike", "Base", "utcnow"]
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.orm import DeclarativeBase
 
@@ -15,3 +16,13 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ActorLike(Protocol):
+    """Anyone acting in a workspace: `graphs.identity.Actor` fits (auth does not import graphs)."""
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 __all__ = [
     "MODEL",
-    "ActorLike",
     "ApprovalLike",
     "CasbinRule",
     "Decision",
@@ -61,7 +60,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy_adapter import Adapter
 
 from auth.actions import ACTIONS, ROLE_NAMES, Action, role_actions
-from auth.base import Base
+from auth.base import ActorLike, Base
 from components.base import TIERS, Tier
 from components.errors import Forbidden, NotFound, UserError
 
@@ -132,15 +131,6 @@ def create_tables(engine: Engine) -> None:
     """Create this module's tables (tests; production uses the `auth` migrations)."""
     tables = [CasbinRule.__table__, PolicyVersion.__table__, WorkspaceToolTier.__table__]
     Base.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]
-
-
-class ActorLike(Protocol):
-    """`graphs.identity.Actor` (auth does not import graphs)."""
-
-    @property
-    def workspace_id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
 
 
 class ApprovalLike(Protocol):

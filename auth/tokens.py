@@ -22,7 +22,6 @@ from __future__ import annotations
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "REJECTED",
-    "Acting",
     "ApiTokens",
     "TokenPrincipal",
     "TokenView",
@@ -34,13 +33,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from auth.base import utcnow
+from auth.base import ActorLike, utcnow
 from auth.db import affected
 from auth.sessions import Clock, hash_secret
 from auth.tables import ApiToken, User, Workspace
@@ -54,16 +52,6 @@ _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SHAPE = re.compile(r"sk_([a-z0-9]{8})_([A-Za-z0-9_-]{43,180})", re.ASCII)
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(?::[a-z][a-z0-9_]*)+", re.ASCII)
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
-
-
-class Acting(Protocol):
-    """Who is acting. `graphs.identity.Actor` fits; `auth` does not import `graphs`."""
-
-    @property
-    def workspace_id(self) -> str: ...
-
-    @property
-    def user_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +91,7 @@ class ApiTokens:
 
     def create_token(
         self,
-        actor: Acting,
+        actor: ActorLike,
         *,
         name: str,
         actions: list[str],
@@ -164,7 +152,9 @@ class ApiTokens:
                 actions=frozenset(row.actions),
             )
 
-    def revoke_token(self, actor: Acting, token_id: str, *, any_owner: bool = False) -> TokenView:
+    def revoke_token(
+        self, actor: ActorLike, token_id: str, *, any_owner: bool = False
+    ) -> TokenView:
         """Revoke at once. Only the owner's own tokens unless `any_owner` (after an RBAC check
         such as `member:manage`); tokens of other workspaces are not found. Idempotent."""
         with self._sessions() as db:
@@ -180,7 +170,7 @@ class ApiTokens:
                 db.commit()
             return _view(row)
 
-    def list_tokens(self, actor: Acting, *, all_owners: bool = False) -> list[TokenView]:
+    def list_tokens(self, actor: ActorLike, *, all_owners: bool = False) -> list[TokenView]:
         """Tokens of the actor's workspace, newest first: the actor's own unless `all_owners`."""
         query = select(ApiToken).where(ApiToken.workspace_id == actor.workspace_id)
         if not all_owners:

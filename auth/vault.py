@@ -73,8 +73,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from auth.audit import ActorLike
-from auth.base import Base, utcnow
+from auth.base import ActorLike, Base, utcnow
 from auth.redact import MIN_SECRET_LENGTH, Redactor
 from components.base import SecretResolver
 from components.errors import NotFound, StudioError, UserError

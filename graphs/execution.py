@@ -33,6 +33,7 @@ from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
 from graphs.db import affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
+from graphs.governance import NoOutbox
 from graphs.identity import Actor, no_redaction
 from graphs.ledger import EffectLedger
 from graphs.outbox import SqlOutbox, enqueue_webhook
@@ -141,7 +142,7 @@ class Executor:
             run_id=run.run_id,
             user_id=run.started_by,
             secrets=secrets,
-            outbox=_NoOutbox(),
+            outbox=NoOutbox(),
             approvals=self.m.approvals,
             http=self.http,
             models=models,
@@ -338,11 +339,6 @@ class Executor:
         if changed and values.get("lease_owner", "kept") is None:
             self._settled_here.add(run.run_id)
         return bool(changed)
-
-
-class _NoOutbox:
-    def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
-        raise UserError("e-mail can only be sent by an e-mail tool call")
 
 
 def _live_interrupts(state: Any) -> list[tuple[str, Mapping[str, Any]]]:

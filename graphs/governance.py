@@ -6,7 +6,7 @@ has read (provenance) and the recorded decision — never on anything the model 
 
 from __future__ import annotations
 
-__all__ = ["GovernedToolCaller", "effective_tier"]
+__all__ = ["GovernedToolCaller", "NoOutbox", "effective_tier"]
 
 import logging
 from collections.abc import Mapping
@@ -37,7 +37,9 @@ def effective_tier(
     return tier, reason
 
 
-class _NoOutbox:
+class NoOutbox:
+    """The outbox of calls that may not send e-mail (read-only tools, the run itself)."""
+
     def enqueue_email(self, *, to: str, subject: str, body: str, idempotency_key: str) -> str:
         raise ToolFailure("this tool is declared without side effects and cannot send e-mail")
 
@@ -136,7 +138,7 @@ class GovernedToolCaller:
         if not tool.side_effect:
             key = idempotency_key(ctx.workspace_id, ctx.run_id, node_id, call_id)
             try:
-                result = tool.invoke(parsed, tool_context(key, _NoOutbox()))
+                result = tool.invoke(parsed, tool_context(key, NoOutbox()))
             except ToolFailure as exc:
                 return ToolOutcome(False, str(exc), untrusted=tool.untrusted_output)
             return ToolOutcome(True, result, untrusted=tool.untrusted_output)
