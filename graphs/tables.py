@@ -18,7 +18,17 @@ __all__ = [
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(36)
@@ -52,6 +62,10 @@ class GraphVersion(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    """Runs start on the newest published version; drafts may be semantically invalid."""
+    base_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The version the editor started from (None: a first version or an import)."""
 
 
 class Run(Base):

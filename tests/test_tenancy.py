@@ -445,7 +445,7 @@ def test_a_member_of_b_claiming_workspace_a_changes_nothing_there(world: World, 
 def test_audit_entries_of_a_are_not_listed_in_b(world: World) -> None:
     s = world.studio
     a_entries = s.audit.entries(WS_A, limit=1000)
-    assert {"graph.imported", "graph.published", "approval.decided", "secret.created"} <= {
+    assert {"graph.created", "graph.published", "approval.decided", "secret.created"} <= {
         e.action for e in a_entries
     }
     for who in ROLES:

@@ -71,7 +71,7 @@ def test_roles_gate_every_step_of_the_support_agent(studio: Studio, receiver: Ht
     assert m.wait(alice, run_id, timeout_s=30).status == "succeeded"
     assert len(receiver.effects) == 1
     actions = [e.action for e in studio.audit.entries(ACME)]
-    assert actions.count("approval.decided") == 2 and "graph.imported" in actions
+    assert actions.count("approval.decided") == 2 and "graph.created" in actions
     assert studio.audit.verify().ok
 
 
