@@ -11,23 +11,33 @@ from __future__ import annotations
 __all__ = [
     "TIERS",
     "ApprovalBook",
+    "AttemptOutcome",
+    "BudgetAction",
     "BuildContext",
     "BuiltNode",
+    "CallSite",
     "DecisionRecord",
     "ExpressionStr",
     "GraphRef",
     "HttpPolicy",
+    "Meter",
+    "ModelAttempt",
     "ModelFactory",
+    "ModelRequest",
+    "NoMeter",
     "NodeFn",
     "NodeSpec",
     "Outbox",
+    "Permit",
     "ProviderSpec",
+    "RefusalOutcome",
     "RunContext",
     "SecretRef",
     "SecretResolver",
     "StrictModel",
     "TemplateStr",
     "Tier",
+    "TokenUsage",
     "Tool",
     "ToolCaller",
     "ToolContext",
@@ -38,8 +48,9 @@ __all__ = [
     "max_tier",
 ]
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,6 +204,109 @@ class ProviderSpec:
     for calls with the same config (building a LangChain model costs ~0.5 ms)."""
 
 
+# --- metering: the seam through which analytics accounts for and limits calls -----------
+BudgetAction = Literal["stop", "fallback", "approve"]
+AttemptOutcome = Literal["ok", "error", "retry", "fallback"]
+RefusalOutcome = Literal["budget_stopped", "budget_paused", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """Where a metered call happens: the identity of its usage record and its budgets."""
+
+    workspace_id: str
+    run_id: str
+    graph_id: str
+    graph_version: int
+    user_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens as the provider reported them (`input_tokens` includes `cached_tokens`)."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """A model call about to be made: the model, an estimate, a cache key (None: no cache)."""
+
+    provider: str
+    model: str
+    estimate: TokenUsage
+    api_url: str | None = None
+    cache_key: str | None = None
+    cache_ttl_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Before a call: go (estimate reserved), cached answer, or over a budget (described)."""
+
+    verdict: Literal["go", "cached", "over_budget"]
+    site: CallSite
+    request: ModelRequest
+    permit_id: str = ""
+    estimate_usd: Decimal | None = None
+    budget: str = ""
+    action: BudgetAction = "stop"
+    cached: Mapping[str, Any] | None = None
+    saved_usd: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAttempt:
+    """One attempt (HTTP request or in-process call); `usage` None: reported none (missing,
+    never zero); `answered`: the provider began an answer, so it may have billed tokens."""
+
+    attempt: int
+    outcome: AttemptOutcome
+    model: str
+    usage: TokenUsage | None
+    latency_ms: float
+    ttft_ms: float | None = None
+    error_kind: str | None = None
+    answered: bool = False
+
+
+class Meter(Protocol):
+    """Accounts for model and tool calls, enforces budgets (analytics implements it)."""
+
+    def admit(
+        self, site: CallSite, request: ModelRequest, *, attempt: int, force: bool = False
+    ) -> Permit: ...
+
+    def settle(
+        self, permit: Permit, attempts: Sequence[ModelAttempt], answer: Any = None
+    ) -> Decimal | None: ...
+
+    def refuse(self, permit: Permit, *, attempt: int, outcome: RefusalOutcome) -> None: ...
+
+    def record_tool(
+        self, site: CallSite, tool: str, *, latency_ms: float, ok: bool, error_kind: str | None
+    ) -> None: ...
+
+
+class NoMeter:
+    """Records nothing and limits nothing (headless runs without analytics)."""
+
+    def admit(self, site: CallSite, request: ModelRequest, **_: Any) -> Permit:
+        return Permit("go", site, request)
+
+    def settle(self, permit: Permit, attempts: Sequence[ModelAttempt], answer: Any = None) -> None:
+        return None
+
+    def refuse(self, permit: Permit, **_: Any) -> None:
+        return None
+
+    def record_tool(self, site: CallSite, tool: str, **_: Any) -> None:
+        return None
+
+
 @dataclass(slots=True)
 class RunContext:
     """Per-run context passed as LangGraph's runtime context (never checkpointed)."""
@@ -209,6 +323,10 @@ class RunContext:
     starter_may_act: Callable[[], None] = field(default=lambda: None)
     """Raises (Forbidden) when the run's starter has lost the right to run graphs here;
     checked right before every side effect, so a paused run fails closed."""
+    graph_id: str = ""
+    graph_version: int = 0
+    node_path: str = ""  # "parent/" inside a sub-graph: usage records name the node path
+    meter: Meter = field(default_factory=NoMeter)
 
 
 NodeFn = Callable[..., Any]
@@ -262,6 +380,7 @@ class BuildContext:
     state_fields: Mapping[str, str]
     compile_subgraph: Callable[[Mapping[str, Any]], Any]
     call_tool: ToolCaller
+    budget_action: BudgetAction | None = None  # on a budget breach; None: the budget's own
 
 
 @dataclass(frozen=True, slots=True)

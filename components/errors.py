@@ -8,6 +8,7 @@ object and say what to do next. Approval pauses are not errors.
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExceeded",
     "Conflict",
     "Forbidden",
     "GraphInvalid",
@@ -53,6 +54,11 @@ class ToolFailure(RunFailure):
 
 class ModelFailure(RunFailure):
     """A model provider failed after its bounded retries."""
+
+
+class BudgetExceeded(RunFailure):
+    """A model call would exceed a budget and the graph's action on breach is to stop (or an
+    admin refused the overspend): the run ends `budget_exceeded`."""
 
 
 @dataclass(frozen=True, slots=True)

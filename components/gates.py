@@ -55,6 +55,7 @@ class GateRequest:
     description: str
     reason: str
     allowed: tuple[str, ...]
+    tainted: bool | None = None  # the run had read untrusted content (None: not known)
 
     def payload(self, run_id: str) -> dict[str, Any]:
         args_hash = binding_hash(
@@ -75,6 +76,7 @@ class GateRequest:
             "description": self.description,
             "reason": self.reason,
             "allowed_decisions": list(self.allowed),
+            "tainted": self.tainted,
         }
 
 

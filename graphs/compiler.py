@@ -105,10 +105,15 @@ def compile_document(
         taint_gates=doc.policies.untrusted_content_gates_effects,
     )
 
+    action = doc.policies.budget_action
+
     def compile_child(raw: Mapping[str, Any]) -> Any:
         from graphs.validation import load_document
 
         child = load_document(raw, registry)
+        if child.policies.budget_action is None:  # a sub-graph follows its parent's action
+            policies = child.policies.model_copy(update={"budget_action": action})
+            child = child.model_copy(update={"policies": policies})
         return compile_document(child, registry, ledger, depth=depth + 1).graph
 
     ctx = BuildContext(
@@ -118,6 +123,7 @@ def compile_document(
         state_fields={f.name: f.type for f in doc.state},
         compile_subgraph=compile_child,
         call_tool=caller,
+        budget_action=action,
     )
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         state_schema(doc), context_schema=RunContext

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["GovernedToolCaller", "NoOutbox", "effective_tier"]
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 from components.base import RunContext, Tier, Tool, ToolContext, ToolOutcome, max_tier
 from components.errors import RunFailure, StudioError, ToolFailure
 from components.gates import GateRequest, binding_hash, gate
-from graphs.ledger import EffectLedger, idempotency_key
+from components.metering import call_site
+from graphs.ledger import EffectLedger, call_hash, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +75,12 @@ class GovernedToolCaller:
         ctx: RunContext = runtime.context
         tool = self._tools.get(tool_name)
         if tool is None:
+            _record(ctx, node_id, tool_name, 0.0, "unknown_tool")
             return ToolOutcome(False, f"unknown tool {tool_name!r}; the call was not executed")
         try:
             parsed = tool.args_model.model_validate(dict(args))
         except ValidationError as exc:
+            _record(ctx, node_id, tool_name, 0.0, "invalid_arguments")
             return ToolOutcome(False, _invalid(tool_name, exc))
         tier, reason = effective_tier(
             tool,
@@ -97,10 +101,12 @@ class GovernedToolCaller:
                 description=tool.description,
                 reason=reason,
                 allowed=TOOL_DECISIONS,
+                tainted=tainted,
             )
             record = gate(ctx, request)
             if record.decision == "reject":
                 why = record.feedback or "no reason given"
+                _record(ctx, node_id, tool_name, 0.0, "rejected")
                 return ToolOutcome(False, f"A person rejected this call: {why}")
             if record.decision == "edit":
                 parsed = tool.args_model.model_validate(dict(record.args))
@@ -110,7 +116,15 @@ class GovernedToolCaller:
                 )
                 if expected != record.args_hash:
                     raise RunFailure(f"edited call {call_id!r} does not match what was approved")
-        return self._execute(ctx, node_id, call_id, tool, parsed, canonical, tier)
+        started = time.perf_counter()
+        try:
+            outcome = self._execute(ctx, node_id, call_id, tool, parsed, canonical, tier)
+        except Exception:
+            _record(ctx, node_id, tool_name, (time.perf_counter() - started) * 1000, "raised")
+            raise
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        _record(ctx, node_id, tool_name, elapsed_ms, None if outcome.ok else "failed")
+        return outcome
 
     def _execute(
         self,
@@ -162,6 +176,7 @@ class GovernedToolCaller:
             args_hash=binding_hash(
                 action=tool.name, args=canonical, run_id=ctx.run_id, node_id=node_id, tier=tier
             ),
+            call_hash=call_hash(tool.name, canonical),
             execute=lambda key, session: tool.invoke(
                 parsed,
                 tool_context(
@@ -171,6 +186,22 @@ class GovernedToolCaller:
         )
         content = outcome.result if outcome.ok else (outcome.result or {}).get("error", "failed")
         return ToolOutcome(outcome.ok, content, untrusted=tool.untrusted_output)
+
+
+def _record(
+    ctx: RunContext, node_id: str, tool: str, latency_ms: float, error_kind: str | None
+) -> None:
+    """One usage record per tool call: duration and outcome (never fails the call)."""
+    try:
+        ctx.meter.record_tool(
+            call_site(ctx, node_id),
+            tool,
+            latency_ms=round(latency_ms, 3),
+            ok=error_kind is None,
+            error_kind=error_kind,
+        )
+    except Exception:
+        log.exception("run %s: could not record the call of tool %r", ctx.run_id, tool)
 
 
 def _invalid(tool_name: str, exc: ValidationError) -> str:

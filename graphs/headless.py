@@ -24,7 +24,7 @@ __all__ = [
 import getpass
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from components.base import HttpPolicy
+from components.base import HttpPolicy, Meter
 from components.errors import UserError
 from components.registry import Registry, default_registry
 from graphs.db import make_engine, migrate
@@ -82,12 +82,14 @@ def open_runtime(
     http: HttpPolicy | None = None,
     smtp: SmtpSettings | None = None,
     resume: bool = True,
+    meter: Callable[[Engine], Meter] | None = None,
     **manager_options: Any,
 ) -> Iterator[Runtime]:
     """Open (creating if needed) a studio database file and its checkpoint file.
 
     Outgoing e-mail (when `smtp` is given) and webhook notices are delivered by a background
-    dispatcher, and once more when the runtime closes.
+    dispatcher, and once more when the runtime closes. `meter` builds the meter of model and
+    tool calls on the engine (e.g. `analytics.meter.open_meter`); without it nothing is metered.
     """
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,7 @@ def open_runtime(
         registry or default_registry(),
         http=policy,
         outbox=outbox,
+        meter=meter(engine) if meter is not None else None,
         **manager_options,
     )
     if resume:

@@ -123,6 +123,12 @@ class Policies(_Doc):
         description="Once a run has read untrusted content (web pages, HTTP responses), "
         "every side-effecting tool call needs at least 'confirm'.",
     )
+    budget_action: Literal["stop", "fallback", "approve"] | None = Field(
+        default=None,
+        description="When a model call would exceed a budget: 'stop' the run as "
+        "budget_exceeded, 'fallback' to the next of the node's fallback_models that fits, or "
+        "'approve': pause until an admin allows the overspend. Empty: the budget's own action.",
+    )
 
 
 class GraphDocument(_Doc):

@@ -3,17 +3,20 @@
 The compiler wires the loop: when the model asks for tools, each call goes through the
 runtime's governed tool executor (tiers, approvals, effect ledger) and the results come
 back to this node, at most `max_tool_rounds` times.
+
+Every model call goes through the run's meter (see `_llm_calls`): the response cache, the
+budgets, one usage record per attempt, and the fallback models.
 """
 
 from __future__ import annotations
 
-__all__ = ["SPEC", "LlmConfig", "register"]
+__all__ = ["SPEC", "FallbackModel", "LlmConfig", "register"]
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from pydantic import Field
 
@@ -27,11 +30,20 @@ from components.base import (
     Tool,
     ToolRef,
 )
-from components.errors import ModelFailure, RunFailure, StudioError, UserError
+from components.errors import RunFailure, StudioError, UserError
+from components.nodes._llm_calls import CallPolicy, ModelCalls
 from components.registry import Registry
 from components.templates import render
 
 log = logging.getLogger(__name__)
+
+
+class FallbackModel(StrictModel):
+    provider: str = Field(default="scripted", description="Model provider of this fallback.")
+    provider_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The provider's settings, as for the node's own model.",
+    )
 
 
 class LlmConfig(StrictModel):
@@ -58,6 +70,31 @@ class LlmConfig(StrictModel):
     )
     output_field: str | None = Field(
         default=None, description="State field that receives the model's final answer."
+    )
+    fallback_models: list[FallbackModel] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Models tried in order when the one before fails after its retries or, "
+        "with the budget action 'fallback', would exceed a budget. List cheaper ones.",
+    )
+    expected_output_tokens: int = Field(
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="Output tokens assumed when a budget is checked before a call (the "
+        "provider's max_tokens is used instead when set).",
+    )
+    cache_ttl_s: int = Field(
+        default=0,
+        ge=0,
+        le=30 * 86_400,
+        description="Reuse an identical earlier answer (same model, settings, messages and "
+        "tools) from this workspace for this many seconds; 0: never.",
+    )
+    cache_with_side_effects: bool = Field(
+        default=False,
+        description="Also reuse answers when a tool of this node has side effects (the "
+        "reused answer's tool calls then go through approvals and the effect ledger again).",
     )
 
 
@@ -95,6 +132,15 @@ def _rounds_since_prompt(messages: list[BaseMessage]) -> int:
 def build(node_id: str, config: LlmConfig, ctx: BuildContext) -> BuiltNode:
     tools = [ctx.tools[name] for name in config.tools]
     schemas = [tool_schema(t) for t in tools]
+    cacheable = config.cache_with_side_effects or not any(t.side_effect for t in tools)
+    policy = CallPolicy(
+        budget_action=ctx.budget_action,
+        cache_ttl_s=config.cache_ttl_s if cacheable else 0,
+        expected_output_tokens=config.expected_output_tokens,
+    )
+    models = [(config.provider, config.provider_config)] + [
+        (f.provider, f.provider_config) for f in config.fallback_models
+    ]
 
     def llm_node(state: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
         history: list[BaseMessage] = list(state.get("messages") or [])
@@ -107,13 +153,13 @@ def build(node_id: str, config: LlmConfig, ctx: BuildContext) -> BuiltNode:
                 f"node {node_id!r} reached its limit of {config.max_tool_rounds} tool rounds; "
                 "raise max_tool_rounds or change the prompt"
             )
-        model = _model(node_id, config, state, runtime.context)
-        if schemas:
-            model = model.bind_tools(schemas)
         messages = history + new
         if config.system_prompt:
             messages = [SystemMessage(render(config.system_prompt, state)), *messages]
-        answer = _call(node_id, model, messages)
+        ctx = runtime.context
+        calls = ModelCalls(node_id, ctx, policy, lambda p, c: _model(node_id, p, c, ctx))
+        choices = [(provider, _render_config(cfg, state)) for provider, cfg in models]
+        answer = calls.run(choices, messages, schemas)
         update: dict[str, Any] = {"messages": [*new, answer]}
         if config.output_field and not (answer.tool_calls or answer.invalid_tool_calls):
             update[config.output_field] = answer.content
@@ -122,36 +168,15 @@ def build(node_id: str, config: LlmConfig, ctx: BuildContext) -> BuiltNode:
     return BuiltNode(fn=llm_node, tools=tuple(config.tools), max_tool_rounds=config.max_tool_rounds)
 
 
-def _model(node_id: str, config: LlmConfig, state: dict[str, Any], ctx: RunContext) -> Any:
+def _model(node_id: str, provider: str, config: Mapping[str, Any], ctx: RunContext) -> Any:
     if ctx.models is None:
         raise RunFailure(f"node {node_id!r} needs a model factory in the run context")
     try:
-        return ctx.models(config.provider, _render_config(config.provider_config, state))
+        return ctx.models(provider, config)
     except StudioError:
         raise
     except Exception as exc:
         raise UserError(f"node {node_id!r}: cannot build model: {exc}") from None
-
-
-def _call(node_id: str, model: Any, messages: list[BaseMessage]) -> AIMessage:
-    try:
-        answer = model.invoke(messages)
-    except GraphBubbleUp:
-        raise
-    except ModelFailure as exc:
-        text = str(exc)
-        raise ModelFailure(
-            text if text.startswith("node ") else f"node {node_id!r}: {text}"
-        ) from None
-    except StudioError:
-        raise
-    except Exception as exc:
-        from components.providers.openai_compat import classify_failure
-
-        raise ModelFailure(f"node {node_id!r}: {classify_failure(exc)}") from None
-    if not isinstance(answer, AIMessage):
-        raise ModelFailure(f"node {node_id!r}: the model returned {type(answer).__name__}")
-    return answer
 
 
 SPEC = NodeSpec(

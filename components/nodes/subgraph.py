@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["SPEC", "SubgraphConfig", "register"]
 
+from dataclasses import replace
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -33,7 +34,9 @@ def build(node_id: str, config: SubgraphConfig, ctx: BuildContext) -> BuiltNode:
     def subgraph_node(state: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
         child_input = {inner: state.get(outer) for inner, outer in config.inputs.items()}
         child_input["studio_tainted"] = bool(state.get("studio_tainted"))  # provenance carries in
-        result = child.invoke(child_input, context=runtime.context)
+        outer = runtime.context  # usage records inside name the path: "node/child_node"
+        context = replace(outer, node_path=f"{outer.node_path}{node_id}/")
+        result = child.invoke(child_input, context=context)
         update = {outer: result.get(inner) for outer, inner in config.outputs.items()}
         if result.get("studio_tainted"):
             update["studio_tainted"] = True

@@ -32,6 +32,7 @@ __all__ = [
     "register",
 ]
 
+import functools
 import http
 import logging
 import re
@@ -46,6 +47,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from components.base import ProviderSpec, SecretRef, SecretResolver, StrictModel
 from components.errors import StudioError
+from components.metering import http_event_hooks
 from components.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -141,6 +143,13 @@ class StudioChatOpenAI(ChatOpenAI):
             raise _incomplete(self.model_name)
 
 
+@functools.cache
+def _http_client() -> Any:
+    """One pooled HTTP client for every model, logging each attempt (retries included) to
+    the probe of the call in progress, so that every attempt is recorded."""
+    return openai.DefaultHttpxClient(event_hooks=http_event_hooks())
+
+
 def build(config: OpenAIConfig, secrets: SecretResolver) -> StudioChatOpenAI:
     """The chat model for `config`; the API key is read from the secret now, never logged."""
     key = secrets(config.api_key_secret) if config.api_key_secret else PLACEHOLDER_API_KEY
@@ -154,6 +163,7 @@ def build(config: OpenAIConfig, secrets: SecretResolver) -> StudioChatOpenAI:
         timeout=config.timeout_s,
         max_retries=config.max_retries,
         stream_usage=True,
+        http_client=_http_client(),
     )
 
 

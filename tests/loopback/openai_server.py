@@ -82,6 +82,8 @@ class Answer:
     completion_tokens: int = 7
     cached_tokens: int = 0
     arg_fragment_chars: int = 6
+    report_usage: bool = True
+    """False: the server sends no usage at all (some self-hosted servers don't)."""
 
     @property
     def finish_reason(self) -> str:
@@ -187,7 +189,7 @@ def stream_events(answer: Answer, model: str, include_usage: bool) -> list[dict[
     deltas += list(_tool_call_deltas(answer))
     events = [_chunk(completion_id, model, delta, None) for delta in deltas]
     events.append(_chunk(completion_id, model, {}, answer.finish_reason))
-    if include_usage:
+    if include_usage and answer.report_usage:
         for event in events:
             event["usage"] = None
         usage_event = _chunk(completion_id, model, {}, None)
@@ -227,7 +229,7 @@ def completion_body(answer: Answer, model: str) -> dict[str, Any]:
                 "finish_reason": answer.finish_reason,
             }
         ],
-        "usage": answer.usage(),
+        **({"usage": answer.usage()} if answer.report_usage else {}),
     }
 
 
