@@ -71,6 +71,10 @@ _ACTIONS = (
     Action("policy:manage", "Change workspace policy, e.g. raise a tool's approval tier."),
     Action("audit:read", "Read and verify the workspace's audit log."),
     Action("analytics:read", "See cost, token and latency dashboards for the whole workspace."),
+    Action(
+        "budget:manage",
+        "Set the workspace's budgets (per workspace, user, graph, run) and custom model prices.",
+    ),
 )
 ACTIONS: dict[str, Action] = {action.name: action for action in _ACTIONS}
 

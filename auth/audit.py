@@ -82,6 +82,16 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "graph.exported": "A graph document was exported.",
     "approval.decided": "An approval was approved, edited, rejected or answered.",
     "run.cancelled": "A run was cancelled.",
+    "run.forked": "A run was started from a past step of another run (state edits listed).",
+    "run.retried": "A failed run was started again from the step it failed at.",
+    "schedule.set": "A graph's run schedule (cron, time zone, input) was set or changed.",
+    "schedule.deleted": "A graph's run schedule was removed.",
+    "budget.created": "A budget (workspace, user, graph or run; amount per period) was set.",
+    "budget.changed": "A budget's amount or action on breach changed.",
+    "budget.deleted": "A budget was removed.",
+    "price.set": "A workspace's own price of a model (per million tokens) was set.",
+    "price.deleted": "A workspace's own price of a model was removed.",
+    "policy.tier_raised": "Workspace policy raised a tool's approval tier (never lowers it).",
 }
 
 
@@ -277,14 +287,21 @@ class AuditLog:
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        before_seq: int | None = None,
     ) -> list[AuditRecord]:
         """One workspace's entries, oldest first (an actor sees its own workspace only).
 
         Filters: `action`, `by` (actor), `target`, `since` ≤ at < `until`; page with
         `after_seq` (the last seq of the previous page) and `limit` (at most 1,000).
+        With `before_seq` the page goes the other way: newest first, entries before it
+        (`before_seq=0` starts at the newest entry).
         """
         workspace_id = scope if isinstance(scope, str) else scope.workspace_id
         query = select(AuditEntry).where(AuditEntry.workspace_id == workspace_id)
+        if before_seq is not None:
+            if before_seq > 0:
+                query = query.where(AuditEntry.seq < before_seq)
+            query = query.order_by(AuditEntry.seq.desc())
         return self._page(query, action, by, target, since, until, after_seq, limit)
 
     def system_entries(

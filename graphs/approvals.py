@@ -9,18 +9,22 @@ from __future__ import annotations
 
 __all__ = [
     "DECISION_STATUS",
+    "INBOX_MAX_PAGE",
     "ApprovalAuthority",
     "ApprovalView",
     "Approvals",
+    "InboxItem",
+    "InboxStamp",
     "SeparationOfDuties",
 ]
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.base import DecisionRecord, Tier
@@ -28,7 +32,7 @@ from components.errors import Conflict, Forbidden, NotFound, UserError
 from components.gates import binding_hash
 from graphs.db import affected
 from graphs.identity import Actor, Authorizer, LocalAuthorizer
-from graphs.tables import Approval, Run
+from graphs.tables import Approval, Graph, Run
 
 Decision = Literal["approve", "edit", "reject", "respond"]
 DECISION_STATUS: dict[str, str] = {
@@ -38,6 +42,7 @@ DECISION_STATUS: dict[str, str] = {
     "respond": "responded",
 }
 _DECIDED = set(DECISION_STATUS.values())
+INBOX_MAX_PAGE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,25 @@ class ApprovalView:
     decided_by: str | None
     decided_at: datetime | None
     created_at: datetime
+    tainted: bool | None = None  # the run had read untrusted content (None: not recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An approval as the inbox lists it: with the graph its run belongs to."""
+
+    approval: ApprovalView
+    graph_id: str
+    graph_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStamp:
+    """What changes whenever the inbox does: a cheap query to poll."""
+
+    pending: int
+    newest: datetime | None
+    last_decided: datetime | None
 
 
 class ApprovalAuthority(Protocol):
@@ -97,6 +121,7 @@ def _view(row: Approval, started_by: str) -> ApprovalView:
         decided_by=row.decided_by,
         decided_at=row.decided_at,
         created_at=row.created_at,
+        tainted=row.tainted,
     )
 
 
@@ -157,6 +182,7 @@ class Approvals:
                     allowed=list(payload["allowed_decisions"]),
                     status="pending",
                     created_at=datetime.now(UTC),
+                    tainted=payload.get("tainted"),
                 )
             )
         return ids
@@ -178,6 +204,54 @@ class Approvals:
             query = query.where(Approval.run_id == run_id)
         with self._sessions() as session:
             return [_view(row, started_by) for row, started_by in session.execute(query)]
+
+    def inbox(
+        self,
+        actor: Actor,
+        *,
+        history: bool = False,
+        limit: int = 25,
+        before: tuple[datetime, str] | None = None,
+    ) -> builtins.list[InboxItem]:
+        """One page of the workspace's pending approvals, newest first (`history`: decided,
+        cancelled or superseded ones, latest decision first). `before` is the (created_at —
+        history: decided_at —, approval_id) of the previous page's last item."""
+        self._authz.require(actor, "approval:read")
+        stamp = Approval.decided_at if history else Approval.created_at
+        query = (
+            select(Approval, Run.started_by, Run.graph_id, Graph.name)
+            .join(Run, Run.run_id == Approval.run_id)
+            .join(Graph, Graph.graph_id == Run.graph_id)
+            .where(Approval.workspace_id == actor.workspace_id)
+            .order_by(stamp.desc(), Approval.approval_id.desc())
+            .limit(max(1, min(limit, INBOX_MAX_PAGE)))
+        )
+        if history:
+            query = query.where(Approval.decided_at.is_not(None), Approval.status != "pending")
+        else:
+            query = query.where(Approval.status == "pending")
+        if before is not None:
+            at, approval_id = before
+            query = query.where(
+                or_(stamp < at, and_(stamp == at, Approval.approval_id < approval_id))
+            )
+        with self._sessions() as session:
+            return [
+                InboxItem(_view(row, started_by), graph_id, name)
+                for row, started_by, graph_id, name in session.execute(query)
+            ]
+
+    def inbox_stamp(self, actor: Actor) -> InboxStamp:
+        """The pending count, the newest pending approval and the latest decision: three
+        index look-ups, cheap enough to poll."""
+        self._authz.require(actor, "approval:read")
+        mine = Approval.workspace_id == actor.workspace_id
+        pending = and_(mine, Approval.status == "pending")
+        with self._sessions() as session:
+            count = session.scalar(select(func.count()).select_from(Approval).where(pending))
+            newest = session.scalar(select(func.max(Approval.created_at)).where(pending))
+            decided = session.scalar(select(func.max(Approval.decided_at)).where(mine))
+        return InboxStamp(int(count or 0), newest, decided)
 
     def get(self, actor: Actor, approval_id: str) -> ApprovalView:
         with self._sessions() as session:

@@ -17,18 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.store.sqlite import SqliteStore
-from langgraph.types import Command
+from langgraph.types import Command, StreamMode
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import CursorResult, Table, bindparam, update
 
-from components.base import HttpPolicy, RunContext, SecretResolver, Tier
-from components.errors import StudioError, UserError
+from components.base import HttpPolicy, Meter, NoMeter, RunContext, SecretResolver, Tier
+from components.errors import BudgetExceeded, StudioError, UserError
 from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
 from graphs.db import affected, checkpoint_connection, open_checkpointer
@@ -45,6 +45,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_RUNS = cast(Table, Run.__table__)
+_FINISH = (  # prebuilt: the ORM statement cost ~2 ms per run to build and compile
+    update(_RUNS)
+    .where(_RUNS.c.run_id == bindparam("p_run_id"), _RUNS.c.status.in_(("queued", "running")))
+    .values(
+        status=bindparam("p_status"),
+        output=bindparam("p_output"),
+        error=bindparam("p_error"),
+        attempts=0,
+        finished_at=bindparam("p_finished_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+_FINISH_RETURNING = _FINISH.returning(*_RUNS.c)  # the final row, for waiters (no re-read)
+
 
 class Executor:
     def __init__(
@@ -55,8 +71,11 @@ class Executor:
         secrets: Callable[[str], SecretResolver],
         http: HttpPolicy,
         tier_floor: Callable[[str, str], Tier],
+        meter: Meter | None = None,
     ) -> None:
         self.m = manager
+        self.meter: Meter = meter or NoMeter()
+        self._numbers: dict[str, int] = {}  # version id → version number (usage records)
         redact = None if manager.redact is no_redaction else manager.redact
         self.checkpointer = open_checkpointer(checkpoint_path, redact)
         store_path = checkpoint_path.with_name(checkpoint_path.stem + "-store.db")
@@ -86,6 +105,7 @@ class Executor:
                     row = session.get(GraphVersion, version_id)
                     assert row is not None
                     doc = GraphDocument.model_validate(row.document)
+                    self._numbers[version_id] = row.number
                 self._compiled[version_id] = compile_document(
                     doc,
                     self.m.registry,
@@ -148,18 +168,27 @@ class Executor:
             models=models,
             tier_floor=lambda tool: floor(workspace, tool),
             starter_may_act=lambda: self.m.authz.require(starter, "run:start"),
+            graph_id=run.graph_id,
+            graph_version=self._numbers.get(run.version_id, 0),
+            meter=self.meter,
         )
 
     # --- one pass over a run ---------------------------------------------------------
-    def drive(self, run_id: str, cancel: threading.Event) -> bool:
-        """One pass; True when the run should get another pass at once."""
-        with self.m.sessions() as session:
-            run = session.get(Run, run_id)
-        if run is None or run.status not in ("queued", "running"):
-            return False
-        recovering = run.status == "running"
-        if not self.m.leases.claim(run, recovering=recovering):
-            return False
+    def drive(self, run_id: str, cancel: threading.Event, fresh: Run | None = None) -> bool:
+        """One pass; True when the run should get another pass at once.
+
+        `fresh` is the caller's copy of a run it has just stored: used as is when the
+        claim shows nobody has claimed the run yet, which saves reading the row back."""
+        if fresh is not None and self.m.leases.claim_unstarted(run_id):
+            run, recovering = fresh, False
+        else:
+            with self.m.sessions() as session:
+                found = session.get(Run, run_id)
+            if found is None or found.status not in ("queued", "running"):
+                return False
+            run, recovering = found, found.status == "running"
+            if not self.m.leases.claim(run, recovering=recovering):
+                return False
         try:
             if recovering and run.attempts + 1 > self.m.max_crash_attempts:
                 self._finish(
@@ -211,6 +240,9 @@ class Executor:
         if seen.clean and seen.output is not None:  # ended at an output node: no read needed
             self._finish(run, "succeeded", output=seen.output)
             return False
+        if seen.clean and seen.values is not None:  # ended: its last values are the final state
+            self._succeed(run, seen.values)
+            return False
         state = compiled.graph.get_state(cfg)
         live = _live_interrupts(state)
         if live:
@@ -232,15 +264,16 @@ class Executor:
         seen = _Seen()
         publish = self.m.events.publish
         ws, rid = run.workspace_id, run.run_id
+        modes: list[StreamMode] = ["tasks", "values"]
+        if self.m.wants_tokens(rid):
+            modes.append("messages")
         parts: Iterator[Any] = compiled.graph.stream(
-            graph_input,
-            cfg,
-            context=self._context(run),
-            durability="sync",
-            stream_mode=["tasks", "messages"] if self.m.wants_tokens(rid) else ["tasks"],
+            graph_input, cfg, context=self._context(run), durability="sync", stream_mode=modes
         )
         for mode, chunk in parts:
-            if mode == "messages":
+            if mode == "values":  # the state after each step (no copy): saves a final read
+                seen.values = chunk
+            elif mode == "messages":
                 message, meta = chunk
                 if isinstance(message, AIMessageChunk) and message.content:
                     publish(ws, rid, "token", meta.get("langgraph_node"), {"text": message.text})
@@ -297,29 +330,31 @@ class Executor:
         else:
             log.error("run %s failed", run.run_id, exc_info=exc)
             message = f"internal error ({type(exc).__name__}); see the server log"
-        self._finish(run, "failed", error=self.m.redact(message))
+        status = "budget_exceeded" if isinstance(exc, BudgetExceeded) else "failed"
+        self._finish(run, status, error=self.m.redact(message))
 
     def _finish(
         self, run: Run, status: str, *, output: Any = None, error: str | None = None
     ) -> None:
+        params = {
+            "p_run_id": run.run_id,
+            "p_status": status,
+            "p_output": output,
+            "p_error": error,
+            "p_finished_at": datetime.now(UTC),
+        }
+        row = None
         with self.m.sessions() as session:
-            changed = affected(
-                session,
-                update(Run)
-                .where(Run.run_id == run.run_id, Run.status.in_(("queued", "running")))
-                .values(
-                    status=status,
-                    output=output,
-                    error=error,
-                    attempts=0,
-                    finished_at=datetime.now(UTC),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                ),
-            )
+            if self.m.engine.dialect.update_returning:  # SQLite >= 3.35, PostgreSQL
+                row = session.execute(_FINISH_RETURNING, params).one_or_none()
+                changed = int(row is not None)
+            else:
+                changed = cast(CursorResult[Any], session.execute(_FINISH, params)).rowcount
             if changed:
                 enqueue_notifications(session, run, status)
             session.commit()
+        if row is not None:
+            self.m.note_final(row)
         if changed:
             self._settled_here.add(run.run_id)
         if changed:
@@ -369,12 +404,13 @@ def _fallback_output(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Seen:
-    """What one pass's task events showed: open tasks, whether any paused or failed, and
-    the run output an output node wrote."""
+    """What one pass's task events showed: open tasks, whether any paused or failed, the
+    run output an output node wrote, and the state after the last step."""
 
     started: dict[str, float] = field(default_factory=dict)
     troubled: bool = False
     output: Any = None
+    values: Any = None
 
     @property
     def clean(self) -> bool:
@@ -418,8 +454,15 @@ def _usage(writes: Any) -> dict[str, Any]:
                     "input_tokens": usage["input_tokens"] if usage else None,
                     "output_tokens": usage["output_tokens"] if usage else None,
                     "tool_calls": [c["name"] for c in message.tool_calls],
+                    **_cost(message),
                 }
     return {}
+
+
+def _cost(message: AIMessage) -> dict[str, Any]:
+    """What the run's meter said the answer cost (cost_usd None: unknown or unmetered)."""
+    metered = message.response_metadata.get("studio_usage")
+    return {"cost": metered} if isinstance(metered, Mapping) else {}
 
 
 def enqueue_notifications(session: Any, run: Run, status: str) -> None:

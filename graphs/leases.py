@@ -14,12 +14,55 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, DateTime, Table, Update, bindparam, func, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from graphs.db import affected
 from graphs.tables import Run
+
+_RUNS = cast(Table, Run.__table__)
+_AT = DateTime(timezone=True)
+
+
+def _claim_statement(*, unstarted: bool) -> Update:
+    """The claim as one prebuilt Core UPDATE (built once: statement construction and
+    compilation cost more than SQLite itself here). `p_dead` is the lease owner of a dead
+    process, or NULL; `p_inc` counts a recovery as an attempt."""
+    c = _RUNS.c
+    now, owner = bindparam("p_now", type_=_AT), bindparam("p_owner", type_=c.lease_owner.type)
+    free = or_(
+        c.lease_owner.is_(None),
+        c.lease_owner == owner,
+        c.lease_expires_at < now,
+        c.lease_owner == bindparam("p_dead", type_=c.lease_owner.type),
+    )
+    where = [c.run_id == bindparam("p_run_id"), c.status.in_(("queued", "running")), free]
+    if unstarted:  # nobody ever claimed it: the caller's copy of the row is still exact
+        where.append(c.started_at.is_(None))
+    return (
+        update(_RUNS)
+        .where(*where)
+        .values(
+            lease_owner=owner,
+            lease_expires_at=bindparam("p_expires", type_=_AT),
+            status="running",
+            started_at=func.coalesce(c.started_at, now),
+            attempts=c.attempts + bindparam("p_inc", type_=c.attempts.type),
+        )
+    )
+
+
+_CLAIM = _claim_statement(unstarted=False)
+_CLAIM_UNSTARTED = _claim_statement(unstarted=True)
+_RELEASE = (
+    update(_RUNS)
+    .where(
+        _RUNS.c.run_id == bindparam("p_run_id"),
+        _RUNS.c.lease_owner == bindparam("p_owner"),
+    )
+    .values(lease_owner=None, lease_expires_at=None)
+)
 
 
 def process_owner_id() -> str:
@@ -62,31 +105,32 @@ class LeaseKeeper:
 
     def claim(self, run: Run, *, recovering: bool) -> bool:
         """Take the run's lease (queued/running only); False when someone else holds it."""
+        dead = run.lease_owner
+        if dead == self.owner or not owner_is_dead(dead):
+            dead = None
+        return self._claim(_CLAIM, run.run_id, dead=dead, attempt=int(recovering))
+
+    def claim_unstarted(self, run_id: str) -> bool:
+        """Take the lease of a queued run that nobody has claimed yet (a run this process
+        just stored); False otherwise — then read the row and `claim` it as usual."""
+        return self._claim(_CLAIM_UNSTARTED, run_id, dead=None, attempt=0)
+
+    def _claim(self, statement: Update, run_id: str, *, dead: str | None, attempt: int) -> bool:
         now = datetime.now(UTC)
-        free = or_(
-            Run.lease_owner.is_(None), Run.lease_owner == self.owner, Run.lease_expires_at < now
-        )
-        if owner_is_dead(run.lease_owner) and run.lease_owner != self.owner:
-            free = or_(free, Run.lease_owner == run.lease_owner)
-        values: dict[str, object] = {
-            "lease_owner": self.owner,
-            "lease_expires_at": now + self.ttl,
-            "status": "running",
-            "started_at": run.started_at or now,
+        params = {
+            "p_run_id": run_id,
+            "p_owner": self.owner,
+            "p_now": now,
+            "p_expires": now + self.ttl,
+            "p_dead": dead,
+            "p_inc": attempt,
         }
-        if recovering:
-            values["attempts"] = Run.attempts + 1
         with self._sessions() as session:
-            claimed = affected(
-                session,
-                update(Run)
-                .where(Run.run_id == run.run_id, Run.status.in_(("queued", "running")), free)
-                .values(**values),
-            )
+            claimed = cast(CursorResult[Any], session.execute(statement, params)).rowcount
             session.commit()
         if claimed:
             with self._lock:
-                self._held.add(run.run_id)
+                self._held.add(run_id)
         return bool(claimed)
 
     def release(self, run_id: str, *, still_held: bool = True) -> None:
@@ -96,11 +140,7 @@ class LeaseKeeper:
         if not still_held:
             return
         with self._sessions() as session:
-            session.execute(
-                update(Run)
-                .where(Run.run_id == run_id, Run.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-            )
+            session.execute(_RELEASE, {"p_run_id": run_id, "p_owner": self.owner})
             session.commit()
 
     def start(self, on_beat: Callable[[set[str]], None]) -> None:

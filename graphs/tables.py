@@ -9,10 +9,12 @@ __all__ = [
     "Base",
     "Effect",
     "Graph",
+    "GraphSchedule",
     "GraphVersion",
     "OutboxMessage",
     "Run",
     "RunEvent",
+    "RunFork",
 ]
 
 from datetime import datetime
@@ -94,6 +96,10 @@ class Approval(Base):
     """One gated call (or human step), bound to the exact call that was shown."""
 
     __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_inbox", "workspace_id", "status", "created_at", "approval_id"),
+        Index("ix_approvals_history", "workspace_id", "decided_at", "approval_id"),
+    )
     approval_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(64), index=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
@@ -116,6 +122,8 @@ class Approval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tainted: Mapped[bool | None] = mapped_column(Boolean, default=None, nullable=True)
+    """Whether the run had read untrusted content before this call (None: not recorded)."""
 
 
 class Effect(Base):
@@ -132,6 +140,8 @@ class Effect(Base):
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     tool: Mapped[str] = mapped_column(String(128))
     args_hash: Mapped[str] = mapped_column(String(64))
+    call_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Hash of (tool, arguments) alone: a fork finds its origin's effect by it."""
     status: Mapped[str] = mapped_column(String(10))
     result: Mapped[Any | None] = mapped_column(JSON, default=None, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -170,3 +180,46 @@ class RunEvent(Base):
     node_id: Mapped[str | None] = mapped_column(String(64), default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunFork(Base):
+    """A run started from a checkpoint of another run (time travel or a retry).
+
+    Its thread begins as a copy of the origin's history up to `checkpoint_id`; its effect
+    ledger answers calls its origin (or the origin's origin) already made.
+    """
+
+    __tablename__ = "run_forks"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    origin_run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))  # "fork" | "retry"
+    edits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GraphSchedule(Base):
+    """A cron schedule of a graph: the run manager's scheduler starts a run at each time.
+
+    `next_fire_at` moves forward by compare-and-set before a run starts, so a due schedule
+    fires once, whichever process sees it first (and at most once after a restart).
+    """
+
+    __tablename__ = "graph_schedules"
+    graph_id: Mapped[str] = mapped_column(ForeignKey("graphs.graph_id"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_as: Mapped[str] = mapped_column(String(64))  # the user who set it: runs start as them
+    next_fire_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, index=True
+    )
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -48,8 +48,8 @@ async def studio_saver() -> AsyncGenerator[_AsyncFacade, None]:
         saver.conn.close()
 
 
-def test_runtime_checkpointer_passes_langgraph_conformance() -> None:
-    report = asyncio.run(validate(studio_saver))
+async def test_runtime_checkpointer_passes_langgraph_conformance() -> None:
+    report = await validate(studio_saver)
     failures = {
         name: result.failures for name, result in report.results.items() if result.passed is False
     }
