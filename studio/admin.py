@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ from graphs.headless import LOCAL_WORKSPACE, local_actor
 from graphs.identity import Actor
 from studio.context import Studio, open_studio
 from studio.settings import Settings
+from studio.workspace_admin import keep_an_admin as _keep_an_admin
+from studio.workspace_admin import token_status as _token_status
 
 TOKEN_ENV = "STUDIO_TOKEN"  # noqa: S105 (the variable's name, not a token)
 INVALID_TOKEN = "the API token is not valid"  # noqa: S105 (a message)
@@ -210,6 +212,20 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_set_password(args: argparse.Namespace) -> int:
+    _operator_only("users set-password")
+    password = _read_secret("password")
+    with open_cli_studio(args) as studio:
+        user = studio.accounts.get_user_by_email(args.email)
+        user = studio.accounts.set_password(user.user_id, password)
+        studio.web_sessions.end_user_sessions(user.user_id)
+        studio.audit.record(
+            "user.password_set", actor=_operator(), workspace_id=None, target=user.user_id
+        )
+    emit(args, user, lambda u: f"password of {u.email} changed; their sessions ended")
+    return 0
+
+
 def cmd_users_disable(args: argparse.Namespace) -> int:
     _operator_only("users disable")
     with open_cli_studio(args) as studio:
@@ -258,22 +274,6 @@ def cmd_workspaces_create(args: argparse.Namespace) -> int:
 
 
 # --- members -------------------------------------------------------------------------------
-
-
-def _keep_an_admin(studio: Studio, workspace_id: str, user_id: str, email: str) -> None:
-    """Refuse to take the admin role from the workspace's last (enabled) admin."""
-    for other, roles in studio.rbac.members(workspace_id).items():
-        if other == user_id or "admin" not in roles:
-            continue
-        try:
-            if studio.accounts.get_user(other).disabled_at is None:
-                return
-        except NotFound:
-            continue
-    raise UserError(
-        f"{email} is the last admin of workspace {workspace_id!r}: make another member an "
-        "admin first"
-    )
 
 
 def cmd_members_add(args: argparse.Namespace) -> int:
@@ -383,17 +383,6 @@ def _token_actions(text: str) -> list[str]:
             f"unknown action(s) {', '.join(map(repr, unknown))}; actions are: " + ", ".join(ACTIONS)
         )
     return actions
-
-
-def _token_status(view: Any) -> str:
-    if view.revoked_at is not None:
-        return "revoked"
-    expires = view.expires_at
-    if expires is not None:
-        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires
-        if expires <= datetime.now(UTC):
-            return "expired"
-    return "active"
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
@@ -719,6 +708,11 @@ def add_admin_commands(sub: Any) -> None:
         action="store_true",
         help="read the password from stdin (without it: an OIDC-only account)",
     )
+    p = command(
+        users, "set-password", cmd_users_set_password, "set a password (read from stdin)"
+    )
+    p.add_argument("email")
+    p.add_argument("--password-stdin", action="store_true", help="accepted for clarity")
     p = command(users, "disable", cmd_users_disable, "end a user's sessions and tokens")
     p.add_argument("email")
 

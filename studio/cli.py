@@ -33,6 +33,7 @@ from graphs.headless import Runtime, read_graph_file, run_file
 from graphs.spec import json_schema
 from graphs.validation import load_document
 from studio.admin import acting_actor, add_admin_commands, emit, open_cli_studio
+from studio.analytics_cli import add_analytics_commands
 from studio.context import Studio
 
 
@@ -174,6 +175,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.db) if args.db else None)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from studio.app import serve  # NiceGUI is imported only when serving
+    from studio.settings import Settings
+
+    serve(Settings(), host=args.host, port=args.port)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -228,9 +237,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the graph JSON Schema").set_defaults(
         func=cmd_schema, json=True
     )
+    serve = sub.add_parser("serve", help="start the web studio (data: $STUDIO_DATA_DIR)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", parents=[common], help="run the support-agent example")
     demo.set_defaults(func=cmd_demo)
     add_admin_commands(sub)
+    add_analytics_commands(sub)
     return parser
 
 

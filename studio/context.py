@@ -20,6 +20,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.budgets import Budgets
+from analytics.db import migrate as migrate_analytics
+from analytics.meter import SqlMeter
 from auth.accounts import Accounts
 from auth.audit import AuditLog
 from auth.db import migrate as migrate_auth
@@ -92,6 +95,8 @@ class Studio:
     web_sessions: WebSessions
     tokens: ApiTokens
     redactor: Redactor
+    meter: SqlMeter
+    budgets: Budgets
 
     def disable_user(self, user_id: str, *, by: str = "system") -> None:
         """Disable an account at once: no login, sessions ended, tokens revoked, roles
@@ -108,15 +113,18 @@ class Studio:
         email: str,
         password: str,
         *,
-        workspace_id: str,
+        workspace_id: str | None = None,
         client_ip: str,
         replaces: str | None = None,
     ) -> tuple[str, Actor]:
-        """Sign in with a password into a workspace the user belongs to: a new session id
-        every time (the old cookie ends), audited either way. Returns (cookie, actor)."""
+        """Sign in with a password into a workspace the user belongs to (default: the
+        first of theirs by id): a new session id every time (the old cookie ends), audited
+        either way. Returns (cookie, actor)."""
         try:
             user = self.accounts.authenticate(email, password, client_ip=client_ip)
-            if not self.rbac.roles_of(workspace_id, user.user_id):
+            if workspace_id is None:
+                workspace_id = min(self.rbac.workspaces_of(user.user_id), default="")
+            if not workspace_id or not self.rbac.roles_of(workspace_id, user.user_id):
                 raise Forbidden("e-mail or password is wrong")  # no hint about workspaces
         except StudioError as exc:
             self.audit.record(
@@ -151,6 +159,15 @@ class Studio:
     def session_actor(self, cookie: str) -> Actor:
         """The acting identity of a web session cookie (NotFound when it is not live)."""
         session = self.web_sessions.resolve_session(cookie)
+        return Actor(session.workspace_id, session.user_id)
+
+    def switch_workspace(self, cookie: str, workspace_id: str) -> Actor:
+        """Make another of the user's workspaces current for this web session; a workspace
+        they are not a member of is "not found"."""
+        session = self.web_sessions.resolve_session(cookie)
+        if not self.rbac.roles_of(workspace_id, session.user_id):
+            raise NotFound(f"workspace {workspace_id!r} not found")
+        session = self.web_sessions.switch_workspace(cookie, workspace_id)
         return Actor(session.workspace_id, session.user_id)
 
     def token_actor(self, token: str) -> Actor:
@@ -206,6 +223,7 @@ def open_studio(
     engine = make_engine(f"sqlite:///{path}")
     migrate_graphs(engine)
     migrate_auth(engine)
+    migrate_analytics(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     redactor = Redactor()
     uninstall = install_log_redaction(redactor)
@@ -228,6 +246,7 @@ def open_studio(
     outbox = OutboxDispatcher(
         engine, smtp=smtp or settings.smtp(), http=policy, signing_key=signing_key_for(path)
     )
+    meter = SqlMeter(engine)
     manager = RunManager(
         engine,
         checkpoint_path_for(path),
@@ -242,6 +261,7 @@ def open_studio(
         outbox=outbox,
         audit=_audit_hook(audit),
         redact=lambda value: redact_payload(redactor, value),
+        meter=meter,
         **manager_options,
     )
     studio = Studio(
@@ -256,6 +276,13 @@ def open_studio(
         web_sessions=WebSessions(sessions),
         tokens=ApiTokens(sessions),
         redactor=redactor,
+        meter=meter,
+        budgets=Budgets(
+            engine,
+            StudioAuthorizer(rbac),
+            on_change=meter.invalidate,
+            audit=_audit_hook(audit),
+        ),
     )
     if resume:
         manager.start()

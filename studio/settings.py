@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auth.oidc import OidcProvider
 from graphs.outbox import SmtpSettings
 
 
@@ -35,6 +36,24 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
     smtp_sender: str = Field(default="studio@localhost", description="From address.")
     smtp_starttls: bool = Field(default=False, description="Upgrade with STARTTLS.")
+    public_url: str | None = Field(
+        default=None,
+        description="The studio's public origin (e.g. https://studio.example.com), used for "
+        "OIDC callback URLs; default: derived from each request.",
+    )
+    secure_cookies: bool = Field(
+        default=False, description="Send the session cookie over HTTPS only (set behind TLS)."
+    )
+    storage_secret: str = Field(
+        default="",
+        description="Secret that signs the browser's UI-state cookie; default: a key file "
+        "created in the data folder with mode 0600.",
+    )
+    oidc_providers: list[OidcProvider] = Field(
+        default_factory=list,
+        description="OIDC identity providers, as a JSON list of objects (name, issuer, "
+        "client_id, client_secret_name, ...); each gets a sign-in button.",
+    )
 
     @property
     def db_path(self) -> Path:

@@ -14,6 +14,8 @@ from graphs.headless import Runtime, open_runtime
 from graphs.identity import Actor
 from tests.loopback.http_receiver import HttpReceiver
 
+pytest_plugins = ["nicegui.testing.user_plugin"]
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "graphs" / "examples"
 
 

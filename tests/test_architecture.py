@@ -79,3 +79,10 @@ def test_every_failpoint_is_documented_and_reached_in_code() -> None:
     for name, description in POINTS.items():
         assert description
         assert f'failpoint("{name}")' in source, name
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```sh\n{ci}\n```" in readme
