@@ -172,7 +172,8 @@ def test_version_diff_shows_a_changed_node(
     first = page.locator(".vue-flow__node").first.get_attribute("data-id")
     assert first
     node(page, first).click()
-    page.locator('[data-testid="side-panel"]').get_by_label("Label", exact=True).fill("Renamed step")
+    panel = page.locator('[data-testid="side-panel"]')
+    panel.get_by_label("Label", exact=True).fill("Renamed step")
     expect(node(page, first)).to_contain_text("Renamed step")
     page.get_by_test_id("save").click()
     page.get_by_test_id("save-confirm").click()
