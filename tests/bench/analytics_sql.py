@@ -248,3 +248,16 @@ AGREEMENT: dict[str, Callable[[list[Any], list[Any]], bool]] = {
         sum(r.spent_usd for r in result), sum(r[2] or 0 for r in rows)
     ),
 }  # fmt: skip
+
+
+def percentile_gap(result: list[Any], rows: list[Any]) -> float:
+    """The largest relative gap between DuckDB's p50/p95/p99 (sampled for large groups) and
+    SQLite's exact nearest-rank ones, over every group."""
+    exact = {r[0]: r[2:5] for r in rows[: len(result)]}
+    gaps = [
+        abs(mine - theirs) / theirs
+        for r in result
+        for mine, theirs in zip((r.p50_ms, r.p95_ms, r.p99_ms), exact[r.key], strict=True)
+        if theirs
+    ]
+    return max(gaps, default=0.0)

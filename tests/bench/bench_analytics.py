@@ -165,6 +165,11 @@ def bench_queries(
             }
             sqlite_rows, sqlite_s = sqlite_once(db, sql, params)
             agrees = checks(name, result, sqlite_rows)
+            if name.startswith("latency"):
+                every = max(r.sample_every for r in result)
+                gap = sq.percentile_gap(result, sqlite_rows)
+                how = f"1-in-{every} sample" if every > 1 else "exact"
+                agrees += f"; {how}: p50-p99 within {gap:.2%} of SQLite's"
         rows.append(Row(name, len(result), median, worst, sqlite_s, agrees))
         print(f"  {rows[-1].cells()}", file=sys.stderr)
     return rows
