@@ -108,7 +108,9 @@ def test_large_groups_take_percentiles_from_the_sample_counts_and_means_stay_exa
     monkeypatch.setattr(Dashboards, "EXACT_UP_TO", 3)  # plan (4 calls) is large, answer is not
     with AnalyticsStore(world.engine, None) as store:
         store.refresh()
-        rows = {r.key: r for r in Dashboards(store, LocalAuthorizer()).latency(world.a, TWO_DAYS)}
+        dash = Dashboards(store, LocalAuthorizer())
+        rows = {r.key: r for r in dash.latency(world.a, TWO_DAYS)}
+        days = {r.key: r for r in dash.latency(world.a, TWO_DAYS, by="day")}
         [(expected,)] = store.fetch(
             "SELECT quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FROM latency_sample WHERE"
             " workspace_id = ? AND node_id = 'plan' AND NOT cache_hit AND created_at < ?",
@@ -119,6 +121,8 @@ def test_large_groups_take_percentiles_from_the_sample_counts_and_means_stay_exa
     assert (plan.calls, plan.mean_ms) == (4, 250)  # exact, from the rollup
     assert [plan.p50_ms, plan.p95_ms, plan.p99_ms] == (expected or [None, None, None])
     assert (answer.calls, answer.p50_ms, answer.p95_ms) == (2, 575, 957.5)  # exact
+    assert (days[D1].sample_every, days[D2].sample_every) == (2, 1)  # 4 calls, 3 calls
+    assert (days[D2].calls, days[D2].p50_ms) == (3, 400)  # 150, 400, 1000
 
 
 def test_error_and_retry_rates(world: World) -> None:
