@@ -23,7 +23,7 @@ __all__ = [
     "UsageEvent",
 ]
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,8 +31,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -42,7 +40,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+
+from components.sqltypes import UTCDateTime
 
 MONEY = Numeric(18, 9, asdecimal=True)
 WS = String(64)
@@ -50,28 +49,6 @@ WS = String(64)
 
 class Base(DeclarativeBase):
     pass
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A UTC timestamp that always comes back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime; pass a timezone-aware one")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class UsageEvent(Base):

@@ -9,38 +9,16 @@ from __future__ import annotations
 
 __all__ = ["ApiToken", "LoginAttempt", "Session", "UTCDateTime", "User", "Workspace"]
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from auth.base import Base
+from components.sqltypes import UTCDateTime
 
 ID = String(64)
 HASH = String(64)  # hex SHA-256
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC that always comes back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime; pass a timezone-aware one (auth.base.utcnow)")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Workspace(Base):
