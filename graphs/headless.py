@@ -59,12 +59,8 @@ def checkpoint_path_for(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}-checkpoints{db_path.suffix or '.db'}")
 
 
-def signing_key_for(db_path: Path) -> bytes:
-    """The webhook signing key: STUDIO_WEBHOOK_SECRET, else a key file beside the database
-    created on first use with mode 0600."""
-    if secret := os.environ.get("STUDIO_WEBHOOK_SECRET"):
-        return secret.encode()
-    key_file = db_path.with_name(f"{db_path.stem}-webhook.key")
+def key_file_secret(key_file: Path) -> bytes:
+    """A random secret kept in `key_file`, created on first use with mode 0600."""
     try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -72,6 +68,14 @@ def signing_key_for(db_path: Path) -> bytes:
     with os.fdopen(fd, "w") as out:
         out.write(secrets.token_hex(32))
     return key_file.read_bytes().strip()
+
+
+def signing_key_for(db_path: Path) -> bytes:
+    """The webhook signing key: STUDIO_WEBHOOK_SECRET, else a key file beside the database
+    created on first use with mode 0600."""
+    if secret := os.environ.get("STUDIO_WEBHOOK_SECRET"):
+        return secret.encode()
+    return key_file_secret(db_path.with_name(f"{db_path.stem}-webhook.key"))
 
 
 @contextmanager

@@ -10,13 +10,11 @@ from __future__ import annotations
 __all__ = ["WebStudio", "create_app", "serve", "storage_secret_for"]
 
 import logging
-import os
-import secrets
 from contextlib import ExitStack
-from pathlib import Path
 
 from nicegui import app, ui
 
+from graphs.headless import key_file_secret
 from studio.api import build_api
 from studio.bootstrap import FirstRun, bootstrap
 from studio.context import Studio, open_studio
@@ -63,14 +61,7 @@ def storage_secret_for(settings: Settings) -> str:
     if settings.storage_secret:
         return settings.storage_secret
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key_file: Path = settings.data_dir / "studio-storage.key"
-    try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return key_file.read_text().strip()
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_hex(32))
-    return key_file.read_text().strip()
+    return key_file_secret(settings.data_dir / "studio-storage.key").decode()
 
 
 def create_app(settings: Settings | None = None) -> WebStudio:

@@ -122,8 +122,7 @@ class Studio:
         either way. Returns (cookie, actor)."""
         try:
             user = self.accounts.authenticate(email, password, client_ip=client_ip)
-            if workspace_id is None:
-                workspace_id = min(self.rbac.workspaces_of(user.user_id), default="")
+            workspace_id = workspace_id or self.first_workspace(user.user_id)
             if not workspace_id or not self.rbac.roles_of(workspace_id, user.user_id):
                 raise Forbidden("e-mail or password is wrong")  # no hint about workspaces
         except StudioError as exc:
@@ -135,13 +134,20 @@ class Studio:
                 details={"reason": str(exc)},
             )
             raise
-        cookie, session = self.web_sessions.start_session(
-            user.user_id, workspace_id, replaces=replaces
-        )
-        self.audit.record(
-            "login", actor=user.user_id, workspace_id=workspace_id, target=user.user_id
-        )
+        return self.start_web_session(user.user_id, workspace_id, replaces=replaces)
+
+    def start_web_session(
+        self, user_id: str, workspace_id: str, *, replaces: str | None = None
+    ) -> tuple[str, Actor]:
+        """A signed-in user's new web session (a new id; `replaces` ends the old one),
+        audited as a login. Returns (cookie, actor)."""
+        cookie, session = self.web_sessions.start_session(user_id, workspace_id, replaces=replaces)
+        self.audit.record("login", actor=user_id, workspace_id=workspace_id, target=user_id)
         return cookie, Actor(session.workspace_id, session.user_id)
+
+    def first_workspace(self, user_id: str) -> str | None:
+        """The workspace a sign-in lands in: the first of the user's by id."""
+        return min(self.rbac.workspaces_of(user_id), default=None)
 
     def logout(self, cookie: str) -> None:
         try:

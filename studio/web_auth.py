@@ -112,18 +112,15 @@ def _oidc(get_studio: Callable[[], Studio], settings: Settings) -> list[BaseRout
         user_id = link_or_find(studio.sessions, identity)
         if user_id is None:
             raise Forbidden("no account is linked to this login; ask an administrator")
-        workspace_id = min(studio.rbac.workspaces_of(user_id), default=None)
+        workspace_id = studio.first_workspace(user_id)
         if workspace_id is None:
             raise Forbidden("your account is not a member of any workspace yet")
-        cookie, _ = studio.web_sessions.start_session(
+        cookie, _ = studio.start_web_session(
             user_id, workspace_id, replaces=request.cookies.get(SESSION_COOKIE)
         )
-        studio.audit.record("login", actor=user_id, workspace_id=workspace_id, target=user_id)
         response = RedirectResponse("/", status_code=303)
         _set_cookie(response, cookie, settings)
         return response
 
     oauth = build_oauth(settings.oidc_providers, resolve_secret=env_secrets)
-    return list(
-        oidc_routes(oauth, settings.oidc_providers, on_login, base_url=settings.public_url)
-    )
+    return list(oidc_routes(oauth, settings.oidc_providers, on_login, base_url=settings.public_url))
