@@ -106,6 +106,9 @@ class EditorModel:
                 return dict(node)
         raise UserError(f"the graph has no node {node_id!r}")
 
+    def edge(self, edge_id: str) -> dict[str, Any] | None:
+        return next((dict(e) for e in self.doc["edges"] if _edge_id(e) == edge_id), None)
+
     def add_node(self, node_type: str, position: Mapping[str, float]) -> str:
         spec = self._registry.nodes.get(node_type)
         if spec is None:

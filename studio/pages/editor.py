@@ -21,7 +21,6 @@ from graphs.diff import Change, diff_documents
 from graphs.library import EditConflict, VersionView
 from studio.canvas import GraphCanvas, auto_layout
 from studio.editor_model import EditorModel, palette
-from studio.pages.config_form import config_form
 from studio.pages.frame import Page, frame, signed_in
 from studio.pages.history import HistoryDialog
 from studio.pages.run_dialogs import run_controls
@@ -115,9 +114,11 @@ class Editor:
     # ------------------------------------------------------------------ rendering
 
     def render(self, *, redraw: bool = True) -> None:
-        """Re-check the document and show it: canvas marks, problem count, side panel."""
-        self.problems = self.model.problems()
+        """Re-check the document and show it: canvas marks, problem count, side panel.
+        Without `redraw` (a drag the browser already shows: positions only) the document's
+        problems cannot have changed, so they are not checked again."""
         if redraw:
+            self.problems = self.model.problems()
             nodes, edges = self.model.canvas(self.problems, self.compare or ())
             self.canvas.set_graph(nodes, edges)
         count = len(self.problems)
@@ -326,22 +327,3 @@ class Editor:
             self.model.dirty = False
             self.revision += 1
             self.close_comparison()
-
-
-def form_for(editor: Editor, node: dict[str, Any]) -> None:
-    spec = editor.registry.nodes.get(node["type"])
-    if spec is None:
-        ui.label(f"Unknown node type {node['type']!r}").classes("text-red-700")
-        return
-    choices = {
-        "tool": [t["name"] for t in editor.model.doc.get("tools", [])],
-        "secret": list(editor.model.doc.get("secrets", [])),
-        "graph": [],
-    }
-    config_form(
-        spec.config_model.model_json_schema(),
-        node.get("config") or {},
-        choices=choices,
-        on_change=lambda config: editor.edit(editor.model.update_node, node["id"], config=config),
-        readonly=editor.readonly,
-    )

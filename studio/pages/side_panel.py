@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from nicegui import ui
 
 from components.base import Tier
+from studio.pages.config_form import config_form
 
 if TYPE_CHECKING:
     from studio.pages.editor import Editor
@@ -52,8 +53,6 @@ class SidePanel:
     # ------------------------------------------------------------------ node
 
     def _node(self, node: dict[str, Any]) -> None:
-        from studio.pages.editor import form_for
-
         editor = self.editor
         spec = editor.registry.nodes.get(node["type"])
         ui.label(spec.title if spec else node["type"]).classes("text-lg font-semibold")
@@ -73,13 +72,29 @@ class SidePanel:
             area=True,
         )
         ui.separator()
-        form_for(editor, node)
+        if spec is None:
+            ui.label(f"Unknown node type {node['type']!r}").classes("text-red-700")
+            return
+        choices = {
+            "tool": [t["name"] for t in editor.model.doc.get("tools", [])],
+            "secret": list(editor.model.doc.get("secrets", [])),
+            "graph": [],
+        }
+        config_form(
+            spec.config_model.model_json_schema(),
+            node.get("config") or {},
+            choices=choices,
+            on_change=lambda config: editor.edit(
+                editor.model.update_node, node["id"], config=config
+            ),
+            readonly=editor.readonly,
+        )
 
     # ------------------------------------------------------------------ edge
 
     def _edge(self, edge_id: str) -> None:
         editor = self.editor
-        edge = next((e for e in editor.model.doc["edges"] if _edge_id(e) == edge_id), None)
+        edge = editor.model.edge(edge_id)
         if edge is None:
             return
         ui.label(f"Edge {edge['source']} → {edge['target']}").classes("text-lg font-semibold")
@@ -207,7 +222,3 @@ class SidePanel:
             editor.edit(editor.model.update_graph, **{field: parsed})
 
         box.on_value_change(changed)
-
-
-def _edge_id(edge: dict[str, Any]) -> str:
-    return str(edge.get("id") or f"{edge['source']}->{edge['target']}")
