@@ -31,6 +31,28 @@ def support_doc(receiver: HttpReceiver) -> dict[str, Any]:
     return doc
 
 
+def question_answer_doc(
+    name: str, node_config: dict[str, Any], tools: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One `llm` node (`agent`) answering the input `question` into `answer`; `tools` are
+    declared in the graph and offered to the node."""
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "name": name,
+        "entry": "agent",
+        "state": [
+            {"name": "question", "type": "string", "input": True},
+            {"name": "answer", "type": "string"},
+        ],
+        "nodes": [{"id": "agent", "type": "llm", "config": node_config}],
+        "edges": [],
+    }
+    if tools:
+        doc["tools"] = tools
+        node_config["tools"] = [t["name"] for t in tools]
+    return doc
+
+
 @pytest.fixture
 def receiver() -> Iterator[HttpReceiver]:
     with HttpReceiver() as server:

@@ -19,6 +19,7 @@ from components.base import HttpPolicy
 from graphs.headless import Runtime, open_runtime, run_document
 from graphs.identity import Actor, LocalAuthorizer
 from graphs.runs import RunView
+from tests.conftest import question_answer_doc
 
 SCRIPTED_PRICE = {"input_per_mtok": "1.5", "output_per_mtok": "6", "cached_per_mtok": "0.5"}
 
@@ -104,20 +105,7 @@ def llm_doc(
         "provider_config": {"script": script or [{"text": "A short answer."}]},
         **config,
     }
-    doc: dict[str, Any] = {
-        "schema_version": 1,
-        "name": name,
-        "entry": "agent",
-        "state": [
-            {"name": "question", "type": "string", "input": True},
-            {"name": "answer", "type": "string"},
-        ],
-        "nodes": [{"id": "agent", "type": "llm", "config": node}],
-        "edges": [],
-    }
-    if tools:
-        doc["tools"] = tools
-        node["tools"] = [t["name"] for t in tools]
+    doc = question_answer_doc(name, node, tools)
     if policies:
         doc["policies"] = policies
     return copy.deepcopy(doc)

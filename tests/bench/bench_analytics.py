@@ -23,8 +23,6 @@ warm, and the same question asked of SQLite in the same run.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -33,7 +31,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +44,7 @@ from graphs.db import make_engine
 from graphs.db import migrate as migrate_graphs
 from graphs.identity import Actor, LocalAuthorizer
 from tests.bench import analytics_sql as sq
+from tests.bench import reporting
 
 GOAL_S = 0.5
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -176,21 +174,23 @@ def bench_queries(
 
 
 def markdown(rows: list[Row]) -> str:
-    head = ["dashboard query", "rows", "DuckDB median s", "max s", "< 0.5 s", "SQLite s",
-            "SQLite / DuckDB", "totals agree"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|:-:|---:|---:|:-:|"]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines)
+    head = [
+        "dashboard query",
+        "rows",
+        "DuckDB median s",
+        "max s",
+        "< 0.5 s",
+        "SQLite s",
+        "SQLite / DuckDB",
+        "totals agree",
+    ]
+    return reporting.markdown_table(
+        head, "|---|---:|---:|---:|:-:|---:|---:|:-:|", (row.cells() for row in rows)
+    )
 
 
 def machine() -> str:
-    versions = ", ".join(f"{n} {dist_version(n)}" for n in ("duckdb", "SQLAlchemy"))
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}, SQLite "
-        f"{sqlite3.sqlite_version}, {platform.system()} {platform.machine()}; load average at "
-        f"the end {load}"
-    )
+    return reporting.machine(("duckdb", "SQLAlchemy"), sqlite=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,6 @@ Goal: repeated decisions >= 20,000/s. `--write` appends a section to tests/bench
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import resource
 import statistics
@@ -36,7 +34,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +45,7 @@ from auth.actions import ACTIONS, ROLE_NAMES, role_actions
 from auth.rbac import MODEL, CasbinRule, Rbac, Resource, create_tables
 from graphs.db import make_engine
 from graphs.identity import Actor
+from tests.bench import reporting
 
 GOAL = 20_000
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -264,20 +262,13 @@ def bench_plain_casbin(engine: Engine, users: int, rng: random.Random) -> list[R
 
 def markdown(rows: list[Row]) -> str:
     head = ["measure", "decisions", "decisions/s", "p50 µs", "p95 µs", "notes"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines)
+    return reporting.markdown_table(
+        head, "|---|---:|---:|---:|---:|---|", (row.cells() for row in rows)
+    )
 
 
 def machine() -> str:
-    versions = ", ".join(
-        f"{name} {dist_version(name)}" for name in ("pycasbin", "sqlalchemy-adapter", "SQLAlchemy")
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}, "
-        f"{platform.system()} {platform.machine()}; load average at the end {load}"
-    )
+    return reporting.machine(("pycasbin", "sqlalchemy-adapter", "SQLAlchemy"))
 
 
 def write_results(section: str) -> None:

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.bench import reporting
 from tests.e2e.harness import AppServer, launch_chromium, running_server
 
 COMMAND = "python -m tests.bench.bench_canvas"
@@ -185,13 +183,7 @@ def run_config(browser: Browser, sides: list[Side], repeat: int) -> None:
 
 
 def machine(chromium: str) -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, "
-        f"nicegui {dist_version('nicegui')}, playwright {dist_version('playwright')}, "
-        f"Debian chromium {chromium}, {platform.system()} {platform.machine()}; "
-        f"load average at the end {load}"
-    )
+    return reporting.machine(("nicegui", "playwright"), extra=f"Debian chromium {chromium}")
 
 
 def row(side: Side, base: Side) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +52,7 @@ from studio import approval_inbox
 from studio.context import Studio, open_studio
 from studio.settings import Settings
 from studio.web_auth import SESSION_COOKIE
+from tests.bench import reporting
 from tests.conftest import example
 from tests.studio.web_fixtures import Seeded, add_pending_approvals, seed
 
@@ -254,18 +253,13 @@ async def measure(seeded: Seeded, repeat: int, pending: int, decided: int) -> li
 
 def markdown(rows: list[Row]) -> str:
     head = ["measure", "samples", "p50 ms", "p95 ms", "max ms", "notes"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines)
+    return reporting.markdown_table(
+        head, "|---|---:|---:|---:|---:|---|", (row.cells() for row in rows)
+    )
 
 
 def machine() -> str:
-    versions = ", ".join(f"{n} {dist_version(n)}" for n in ("nicegui", "SQLAlchemy"))
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}, "
-        f"{platform.system()} {platform.machine()}; load average at the end {load}"
-    )
+    return reporting.machine(("nicegui", "SQLAlchemy"))
 
 
 def main(argv: list[str] | None = None) -> int:

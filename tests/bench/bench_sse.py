@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -40,7 +38,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +48,7 @@ from graphs.identity import Actor
 from studio.api import build_api
 from studio.context import Studio, open_studio
 from studio.settings import Settings
+from tests.bench import reporting
 from tests.studio.api.support import LiveServer, SseEvent, asse_items, gated_line_document, mounted
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -270,14 +268,7 @@ def _row(rounds: list[Round], base_run_s: float) -> list[str]:
 
 
 def machine() -> str:
-    versions = ", ".join(
-        f"{name} {dist_version(name)}" for name in ("uvicorn", "starlette", "fastapi", "httpx")
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}, "
-        f"{platform.system()} {platform.machine()}; load average at the end {load}"
-    )
+    return reporting.machine(("uvicorn", "starlette", "fastapi", "httpx"))
 
 
 def report(by_side: dict[int, list[Round]], args: argparse.Namespace, elapsed_s: float) -> str:

@@ -20,6 +20,7 @@ import pytest
 from components.base import HttpPolicy
 from graphs.headless import Runtime, open_runtime, run_document
 from graphs.identity import Actor
+from tests.conftest import question_answer_doc
 from tests.loopback.http_receiver import HttpReceiver
 from tests.loopback.openai_server import (
     MALFORMED_ARGUMENTS,
@@ -86,20 +87,7 @@ def model_doc(
             **provider,
         },
     }
-    doc: dict[str, Any] = {
-        "schema_version": 1,
-        "name": name,
-        "entry": "agent",
-        "state": [
-            {"name": "question", "type": "string", "input": True},
-            {"name": "answer", "type": "string"},
-        ],
-        "nodes": [{"id": "agent", "type": "llm", "config": config}],
-        "edges": [],
-    }
-    if tools:
-        doc["tools"] = tools
-        config["tools"] = [t["name"] for t in tools]
+    doc = question_answer_doc(name, config, tools)
     if "api_key_secret" in provider:
         doc["secrets"] = [provider["api_key_secret"]]
     return doc

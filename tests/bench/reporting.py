@@ -1,0 +1,29 @@
+"""What every benchmark report prints: the machine line and a markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+from collections.abc import Iterable, Sequence
+from importlib.metadata import version as dist_version
+
+
+def machine(packages: Sequence[str], *, sqlite: bool = False, extra: str = "") -> str:
+    """CPUs, Python, the named packages' versions (and SQLite's), OS and the load average."""
+    parts = [f"{os.cpu_count()} CPUs", f"Python {platform.python_version()}"]
+    parts += [f"{name} {dist_version(name)}" for name in packages]
+    if sqlite:
+        parts.append(f"SQLite {sqlite3.sqlite_version}")
+    if extra:
+        parts.append(extra)
+    parts.append(f"{platform.system()} {platform.machine()}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return ", ".join(parts[:-1]) + f", {parts[-1]}; load average at the end {load}"
+
+
+def markdown_table(head: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> str:
+    """`align` is the separator row, e.g. ``"|---|---:|"``."""
+    lines = ["| " + " | ".join(head) + " |", align]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
