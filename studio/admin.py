@@ -708,9 +708,7 @@ def add_admin_commands(sub: Any) -> None:
         action="store_true",
         help="read the password from stdin (without it: an OIDC-only account)",
     )
-    p = command(
-        users, "set-password", cmd_users_set_password, "set a password (read from stdin)"
-    )
+    p = command(users, "set-password", cmd_users_set_password, "set a password (read from stdin)")
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", help="accepted for clarity")
     p = command(users, "disable", cmd_users_disable, "end a user's sessions and tokens")

@@ -105,7 +105,8 @@ class Studio:
         self.accounts.disable_user(user_id)
         workspaces = self.rbac.forget_user(user_id)
         self.tokens.revoke_owner_tokens(user_id)
-        for workspace_id in sorted(workspaces) or [None]:
+        targets: list[str | None] = [*sorted(workspaces)] or [None]
+        for workspace_id in targets:
             self.audit.record("user.disabled", actor=by, workspace_id=workspace_id, target=user_id)
 
     def login(

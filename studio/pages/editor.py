@@ -253,8 +253,8 @@ class Editor:
                 f"{conflict.base} you started from. Your changes compared with theirs:"
             ).classes("text-sm")
             with ui.column().classes("gap-0").props('data-testid="conflict-diff"'):
-                for change in changes or ["no differences in nodes or edges"]:
-                    ui.label(str(change)).classes("text-sm font-mono")
+                for line in [str(c) for c in changes] or ["no differences in nodes or edges"]:
+                    ui.label(line).classes("text-sm font-mono")
             with ui.row().classes("w-full justify-end"):
 
                 def load_theirs() -> None:
@@ -306,8 +306,8 @@ class Editor:
         self.banner.clear()
         with self.banner, ui.card().classes("w-full bg-amber-50").props('data-testid="comparison"'):
             ui.label(f"Comparing version {old.number} → {new.number}").classes("font-semibold")
-            for change in changes or ["no differences"]:
-                ui.label(str(change)).classes("text-sm font-mono")
+            for line in [str(c) for c in changes] or ["no differences"]:
+                ui.label(line).classes("text-sm font-mono")
             ui.button("Back to editing", on_click=self.close_comparison).props("no-caps")
 
     def close_comparison(self) -> None:

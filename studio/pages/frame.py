@@ -79,7 +79,8 @@ class Page:
         except Exception as exc:
             if passes is not None and isinstance(exc, passes):
                 raise
-            return _report(exc)
+            _report(exc)
+            return None
         if success:
             ui.notify(success, type="positive")
         return result
@@ -158,4 +159,3 @@ def _workspace_switcher(page: Page, studio: Studio) -> None:
     ui.select(options, value=page.actor.workspace_id, on_change=switch).props(
         'dense dark options-dense borderless data-testid="workspace"'
     ).classes("min-w-40")
-

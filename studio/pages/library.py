@@ -68,7 +68,7 @@ class LibraryView:
         self.table_area = ui.column().classes("w-full px-4")
         ui.timer(0, self.refresh, once=True)
 
-    async def _on_search(self, event: events.ValueChangeEventArguments) -> None:
+    async def _on_search(self, event: events.ValueChangeEventArguments[str | None]) -> None:
         self.search = str(event.value or "")
         await self.refresh()
 

@@ -38,19 +38,19 @@ def register(web: WebStudio) -> None:
             error = MESSAGES.get(request.query_params.get("error", ""))
             if error:
                 ui.label(error).classes("text-red-700").props('data-testid="login-error"')
-            with ui.element("form").props('method="post" action="/auth/login"').classes(
-                "w-full flex flex-col gap-3"
+            with (
+                ui.element("form")
+                .props('method="post" action="/auth/login"')
+                .classes("w-full flex flex-col gap-3")
             ):
                 ui.input("E-mail").props(
-                    'name=email type=email autocomplete=username autofocus outlined'
+                    "name=email type=email autocomplete=username autofocus outlined"
                 ).classes("w-full")
                 ui.input("Password", password=True).props(
                     "name=password autocomplete=current-password outlined"
                 ).classes("w-full")
                 ui.element("input").props.update(type="hidden", name="next", value=target)
-                ui.button("Sign in").props("type=submit color=primary no-caps").classes(
-                    "w-full"
-                )
+                ui.button("Sign in").props("type=submit color=primary no-caps").classes("w-full")
             for provider in web.settings.oidc_providers:
                 ui.button(
                     f"Sign in with {provider.title or provider.name}",

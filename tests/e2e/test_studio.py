@@ -180,9 +180,7 @@ def test_version_diff_shows_a_changed_node(
     expect(page.get_by_test_id("version")).to_contain_text("v2")
     page.get_by_test_id("versions").click()
     page.get_by_role("button", name="Show differences").click()
-    expect(page.get_by_test_id("comparison")).to_contain_text(
-        f"node '{first}' changed (label)"
-    )
+    expect(page.get_by_test_id("comparison")).to_contain_text(f"node '{first}' changed (label)")
     expect(node(page, first).locator(".gc-node")).to_have_class(re.compile("gc-diff-changed"))
     page.get_by_role("button", name="Back to editing").click()
     expect(node(page, first).locator(".gc-node")).not_to_have_class(re.compile("gc-diff"))
