@@ -1,9 +1,10 @@
 """Browser tests' plumbing: a NiceGUI app in a real process, and Debian's Chromium.
 
 `start_server("tests.e2e.canvas_app")` runs `python -m tests.e2e.canvas_app` on a free
-loopback port and returns once the app answers HTTP. The app reads where to listen from
-`E2E_HOST` / `E2E_PORT` (see `serve_args()`); any other settings go in `env`. The same
-helper starts the full studio once a module wraps it that way.
+loopback port (or the `port` given: a restart on the same address) and returns once the app
+answers HTTP; `AppServer.kill()` ends it with SIGKILL, like a power cut. The app reads where
+to listen from `E2E_HOST` / `E2E_PORT` (see `serve_args()`); any other settings go in `env`.
+The same helper starts the full studio once a module wraps it that way.
 """
 
 from __future__ import annotations
@@ -61,8 +62,19 @@ class AppServer:
     grace_s: float = 5.0
     _log_file: Any = field(default=None, repr=False)
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs. Waits for the process, so its pid is gone (a
+        zombie would still look alive to the run leases' dead-owner check)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -93,9 +105,11 @@ def start_server(
     *,
     ready_path: str = "/",
     timeout_s: float = 30.0,
+    port: int | None = None,
 ) -> AppServer:
-    """Run `python -m module` on a free loopback port; return when `ready_path` answers."""
-    port = free_port()
+    """Run `python -m module` on `port` (default: a free loopback port); return when
+    `ready_path` answers."""
+    port = port or free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="e2e-server-", suffix=".log", delete=False)  # noqa: SIM115
     full_env = {**os.environ, **(env or {}), "E2E_HOST": "127.0.0.1", "E2E_PORT": str(port)}
     full_env.pop("PYTEST_CURRENT_TEST", None)  # else NiceGUI thinks it runs inside pytest
