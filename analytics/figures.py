@@ -13,6 +13,7 @@ __all__ = [
     "budget_figure",
     "cache_figure",
     "cost_figure",
+    "decision_time_figure",
     "errors_figure",
     "latency_figure",
     "point_from_customdata",
@@ -174,6 +175,13 @@ def approvals_figure(rows: Sequence[ApprovalRow], by: str = "tier") -> go.Figure
     series = {name: (lambda r, n=name: getattr(r, n)) for name in names}
     traces = _bars(rows, by, series, "approvals") if rows else []
     return _figure("Approvals", by, "approvals", traces, barmode="stack")
+
+
+def decision_time_figure(rows: Sequence[ApprovalRow], by: str = "tier") -> go.Figure:
+    """Time to decision (p50 and p95 seconds) per group of approvals."""
+    series = {"p50": lambda r: r.decision_p50_s, "p95": lambda r: r.decision_p95_s}
+    traces = _bars(rows, by, series, "approvals") if rows else []
+    return _figure("Time to decision", by, "seconds", traces, barmode="group")
 
 
 def approvers_figure(rows: Sequence[ApproverRow]) -> go.Figure:

@@ -1,8 +1,9 @@
 """The web studio: `create_app(settings)` wires the studio context into NiceGUI.
 
-Nothing heavy happens at import time: the database, run manager and RBAC are opened when
-the app starts (`WebStudio.open`) and closed when it stops. Pages live in `studio.pages`,
-sign-in in `studio.web_auth`, the REST API under `/api`.
+Nothing heavy happens at import time: the database, run manager, RBAC and the analytics
+store (`studio.web_analytics`) are opened when the app starts (`WebStudio.open`) and closed
+when it stops. Pages live in `studio.pages`, sign-in in `studio.web_auth`, the REST API
+under `/api`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from studio.api import build_api
 from studio.bootstrap import FirstRun, bootstrap
 from studio.context import Studio, open_studio
 from studio.settings import Settings
+from studio.web_analytics import WebAnalytics, open_web_analytics
 from studio.web_auth import auth_routes
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class WebStudio:
         self.settings = settings
         self._stack = ExitStack()
         self._studio: Studio | None = None
+        self._analytics: WebAnalytics | None = None
         self.first_run: FirstRun | None = None
 
     @property
@@ -39,9 +42,17 @@ class WebStudio:
             raise RuntimeError("the studio is not started yet")
         return self._studio
 
+    @property
+    def analytics(self) -> WebAnalytics:
+        """The dashboards' DuckDB store, owned by this process (see `studio.web_analytics`)."""
+        if self._analytics is None:
+            raise RuntimeError("the studio is not started yet")
+        return self._analytics
+
     def open(self) -> None:
         self._studio = self._stack.enter_context(open_studio(self.settings))
         self.first_run = bootstrap(self._studio)
+        self._analytics = self._stack.enter_context(open_web_analytics(self._studio))
         if self.first_run is not None:
             print(  # the operator's console: the one place the password is shown
                 "\nAgent Studio: first start. Sign in as "
@@ -54,6 +65,7 @@ class WebStudio:
     def close(self) -> None:
         self._stack.close()
         self._studio = None
+        self._analytics = None
 
 
 def storage_secret_for(settings: Settings) -> str:

@@ -12,6 +12,7 @@ from studio.pages import (
     admin_policy,
     admin_secrets,
     admin_tokens,
+    analytics,
     editor,
     inbox,
     library,
@@ -31,6 +32,7 @@ def register_pages(web: WebStudio) -> None:
     runs.register(web)
     run_detail.register(web)
     inbox.register(web)
+    analytics.register(web)
     admin_members.register(web)
     admin_tokens.register(web)
     admin_secrets.register(web)
