@@ -81,6 +81,9 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "graph.imported": "A graph document was imported.",
     "graph.exported": "A graph document was exported.",
     "approval.decided": "An approval was approved, edited, rejected or answered.",
+    "approval.escalated": "An approval's timeout passed: only admins who did not start the "
+    "run may decide it now.",
+    "approval.overdue": "An approval's timeout passed; it stays pending, marked overdue.",
     "run.cancelled": "A run was cancelled.",
     "run.forked": "A run was started from a past step of another run (state edits listed).",
     "run.retried": "A failed run was started again from the step it failed at.",

@@ -119,6 +119,9 @@ def _raw_edge_id(item: object) -> str | None:
 
 def _locate(loc: Loc, data: object) -> tuple[_Place, Loc]:
     """The node/edge/tool a raw location is in (by its id when valid, else by index)."""
+    timeout = loc[:2] == ("policies", "approval_timeouts") and len(loc) > 3
+    if timeout and (node_id := _valid(_NODE_ID, loc[2])):  # a node's timeout: mark the node
+        return _node_place(node_id), loc
     if len(loc) < 2 or loc[0] not in _COLLECTIONS or not isinstance(loc[1], int):
         return _DOCUMENT, loc
     key, index, rest = str(loc[0]), loc[1], loc[2:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DECISION_STATUS",
     "INBOX_MAX_PAGE",
+    "TIMEOUT_DECIDER",
     "ApprovalAuthority",
     "ApprovalView",
     "Approvals",
@@ -20,8 +21,8 @@ __all__ = [
 
 import builtins
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import and_, func, or_, select, update
@@ -32,6 +33,7 @@ from components.errors import Conflict, Forbidden, NotFound, UserError
 from components.gates import binding_hash
 from graphs.db import affected
 from graphs.identity import Actor, Authorizer, LocalAuthorizer
+from graphs.spec import ApprovalTimeout
 from graphs.tables import Approval, Graph, Run
 
 Decision = Literal["approve", "edit", "reject", "respond"]
@@ -43,6 +45,10 @@ DECISION_STATUS: dict[str, str] = {
 }
 _DECIDED = set(DECISION_STATUS.values())
 INBOX_MAX_PAGE = 200
+TIMEOUT_DECIDER = "system:timeout"
+"""`decided_by` of an approval rejected because nobody decided it in time."""
+TimeoutsFor = Callable[[str], Mapping[str, ApprovalTimeout]]
+"""Graph version id → its approval timeouts by node id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,25 @@ class ApprovalView:
     decided_at: datetime | None
     created_at: datetime
     tainted: bool | None = None  # the run had read untrusted content (None: not recorded)
+    expires_at: datetime | None = None  # when `timeout_action` is taken (None: never)
+    warn_at: datetime | None = None
+    timeout_action: str | None = None  # "reject" | "escalate" | "leave"
+    timed_out_at: datetime | None = None  # when it was taken
+
+    @property
+    def escalated(self) -> bool:
+        """Timed out with 'escalate': only admins who did not start the run may decide."""
+        return self.timeout_action == "escalate" and self.timed_out_at is not None
+
+    @property
+    def overdue(self) -> bool:
+        """Timed out with 'leave': still pending, past its deadline."""
+        return self.timeout_action == "leave" and self.timed_out_at is not None
+
+    @property
+    def required_tier(self) -> str:
+        """Who may decide it now: its call's tier, or 'admin' once escalated."""
+        return "admin" if self.escalated else self.tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +109,7 @@ class InboxStamp:
     pending: int
     newest: datetime | None
     last_decided: datetime | None
+    last_timed_out: datetime | None = None  # escalations and overdue marks change cards too
 
 
 class ApprovalAuthority(Protocol):
@@ -99,6 +125,13 @@ class SeparationOfDuties:
         if approval.tier == "admin" and actor.user_id == approval.run_started_by:
             return "an admin-tier call must be approved by someone other than the run's starter"
         return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _view(row: Approval, started_by: str) -> ApprovalView:
@@ -122,7 +155,32 @@ def _view(row: Approval, started_by: str) -> ApprovalView:
         decided_at=row.decided_at,
         created_at=row.created_at,
         tainted=row.tainted,
+        expires_at=_utc(row.expires_at),
+        warn_at=_utc(row.warn_at),
+        timeout_action=row.timeout_action,
+        timed_out_at=_utc(row.timed_out_at),
     )
+
+
+def _deadline(timeout: ApprovalTimeout | None, created_at: datetime) -> dict[str, Any]:
+    """The deadline columns of a new row of a node with `timeout` (none without one)."""
+    if timeout is None:
+        return {}
+    expires_at = created_at + timedelta(seconds=timeout.after)
+    warn_at = None
+    if timeout.warn_before is not None and timeout.warn_before < timeout.after:
+        warn_at = expires_at - timedelta(seconds=timeout.warn_before)
+    return {"expires_at": expires_at, "warn_at": warn_at, "timeout_action": timeout.action}
+
+
+def _lost_race(session: Session, approval_id: str) -> str:
+    status = session.scalar(select(Approval.status).where(Approval.approval_id == approval_id))
+    if status == "pending":  # escalated between the check and the write
+        return (
+            f"approval {approval_id!r} was escalated a moment ago: an admin or approver who "
+            "did not start the run decides it now"
+        )
+    return f"approval {approval_id!r} was decided a moment ago"
 
 
 class Approvals:
@@ -135,6 +193,11 @@ class Approvals:
         self._sessions = sessions
         self.authority: ApprovalAuthority = authority or SeparationOfDuties()
         self._authz: Authorizer = authorizer or LocalAuthorizer()
+        self.timeouts_for: TimeoutsFor = lambda _version_id: {}
+
+    def refusal(self, actor: Actor, view: ApprovalView) -> str | None:
+        """Why `actor` may not decide `view` (None: they may), by the tier it needs now."""
+        return self.authority.refusal(actor, replace(view, tier=view.required_tier))
 
     # --- the ApprovalBook the gates read ------------------------------------------------
     def decision_for(self, approval_id: str) -> DecisionRecord | None:
@@ -156,14 +219,20 @@ class Approvals:
     def record_interrupts(
         self, session: Session, run: Run, interrupts: Iterable[tuple[str, Mapping[str, Any]]]
     ) -> list[str]:
-        """Upsert one row per (interrupt id, payload); returns the approval ids. No commit."""
+        """Upsert one row per (interrupt id, payload); returns the approval ids. No commit.
+
+        A new row of a node with an approval timeout gets its deadline from now."""
         ids = []
+        timeouts: Mapping[str, ApprovalTimeout] | None = None
         for interrupt_id, payload in interrupts:
             approval_id = str(payload["approval_id"])
             ids.append(approval_id)
             if session.get(Approval, approval_id) is not None:
                 continue
             request = payload["action_request"]
+            if timeouts is None:
+                timeouts = self.timeouts_for(run.version_id)
+            created_at = datetime.now(UTC)
             session.add(
                 Approval(
                     approval_id=approval_id,
@@ -181,8 +250,9 @@ class Approvals:
                     description=payload.get("description", ""),
                     allowed=list(payload["allowed_decisions"]),
                     status="pending",
-                    created_at=datetime.now(UTC),
+                    created_at=created_at,
                     tainted=payload.get("tainted"),
+                    **_deadline(timeouts.get(payload["node_id"]), created_at),
                 )
             )
         return ids
@@ -251,7 +321,8 @@ class Approvals:
             count = session.scalar(select(func.count()).select_from(Approval).where(pending))
             newest = session.scalar(select(func.max(Approval.created_at)).where(pending))
             decided = session.scalar(select(func.max(Approval.decided_at)).where(mine))
-        return InboxStamp(int(count or 0), newest, decided)
+            timed_out = session.scalar(select(func.max(Approval.timed_out_at)).where(mine))
+        return InboxStamp(int(count or 0), newest, decided, timed_out)
 
     def get(self, actor: Actor, approval_id: str) -> ApprovalView:
         with self._sessions() as session:
@@ -269,16 +340,20 @@ class Approvals:
         feedback: str | None = None,
         validate_args: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> ApprovalView:
-        """Decide a pending approval once; a second decision raises `Conflict`."""
+        """Decide a pending approval once; a second decision raises `Conflict`. A decision
+        checked before the approval was escalated loses to the escalation."""
         with self._sessions() as session:
             row, run = self._load(session, actor, approval_id)
             view = _view(row, run.started_by)
             self._check(actor, view, decision, run)
             decided_args, decided_hash = self._decided_args(row, decision, args, validate_args)
+            still = [Approval.approval_id == approval_id, Approval.status == "pending"]
+            if view.timeout_action == "escalate" and not view.escalated:
+                still.append(Approval.timed_out_at.is_(None))  # as checked: not escalated
             changed = affected(
                 session,
                 update(Approval)
-                .where(Approval.approval_id == approval_id, Approval.status == "pending")
+                .where(*still)
                 .values(
                     status=DECISION_STATUS[decision],
                     decision=decision,
@@ -291,7 +366,7 @@ class Approvals:
             )
             if changed != 1:
                 session.rollback()
-                raise Conflict(f"approval {approval_id!r} was decided a moment ago")
+                raise Conflict(_lost_race(session, approval_id))
             session.execute(
                 update(Run)
                 .where(Run.run_id == run.run_id, Run.status == "waiting_approval")
@@ -320,7 +395,7 @@ class Approvals:
                 f"decision {decision!r} is not offered for {view.approval_id!r}; "
                 f"choose one of {', '.join(view.allowed)}"
             )
-        refusal = self.authority.refusal(actor, view)
+        refusal = self.refusal(actor, view)
         if refusal:
             raise Forbidden(f"you may not decide {view.approval_id!r}: {refusal}")
 

@@ -19,6 +19,7 @@ from components.base import RunContext, Tier, Tool, ToolContext, ToolOutcome, ma
 from components.errors import RunFailure, StudioError, ToolFailure
 from components.gates import GateRequest, binding_hash, gate
 from components.metering import call_site
+from graphs.approvals import TIMEOUT_DECIDER
 from graphs.ledger import EffectLedger, call_hash, idempotency_key
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,11 @@ class GovernedToolCaller:
             record = gate(ctx, request)
             if record.decision == "reject":
                 why = record.feedback or "no reason given"
+                said = "A person rejected this call"
+                if record.decided_by == TIMEOUT_DECIDER:
+                    said = "This call was rejected automatically"
                 _record(ctx, node_id, tool_name, 0.0, "rejected")
-                return ToolOutcome(False, f"A person rejected this call: {why}")
+                return ToolOutcome(False, f"{said}: {why}")
             if record.decision == "edit":
                 parsed = tool.args_model.model_validate(dict(record.args))
                 canonical = parsed.model_dump(mode="json")

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from components.base import HttpPolicy, Meter, SecretResolver, Tier
 from components.errors import Conflict, NotFound, StudioError, UserError
 from components.registry import Registry
+from graphs.approval_timeouts import ApprovalTimeouts
 from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
 from graphs.db import affected
 from graphs.events import EventLog, RunEventView
@@ -151,6 +152,7 @@ class RunManager:
         redact: Redact = no_redaction,
         meter: Meter | None = None,
         schedule_interval_s: float = 10.0,
+        timeout_interval_s: float = 10.0,
     ) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.engine = engine
@@ -188,6 +190,7 @@ class RunManager:
         from graphs.schedules import Schedules  # it imports this module
 
         self.schedules = Schedules(self, interval_s=schedule_interval_s)
+        self.timeouts = ApprovalTimeouts(self, interval_s=timeout_interval_s)
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> list[str]:
@@ -199,6 +202,7 @@ class RunManager:
         if self.outbox is not None:
             start_dispatcher_thread(self.outbox, self._outbox_interval, self._outbox_stop)
         self.schedules.start()
+        self.timeouts.start()
         return self.recover()
 
     def recover(self) -> list[str]:
@@ -213,6 +217,7 @@ class RunManager:
     def close(self, *, wait: bool = True) -> None:
         self.leases.stop()
         self.schedules.stop()
+        self.timeouts.stop()
         with self._lock:
             for flag in self._active.values():
                 flag.set()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 __all__ = [
     "END",
+    "MAX_TIMEOUT_S",
+    "MIN_TIMEOUT_S",
     "SCHEMA_VERSION",
+    "ApprovalTimeout",
     "EdgeDoc",
     "GraphDocument",
     "NodeDoc",
@@ -114,6 +117,34 @@ class ToolDecl(_Doc):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+MIN_TIMEOUT_S = 60
+MAX_TIMEOUT_S = 30 * 24 * 3600
+
+
+class ApprovalTimeout(_Doc):
+    """What happens to a node's approval nobody decides in time."""
+
+    after: int = Field(
+        ge=MIN_TIMEOUT_S,
+        le=MAX_TIMEOUT_S,
+        description="Seconds a pending approval waits before `action` is taken "
+        "(1 minute to 30 days).",
+    )
+    action: Literal["reject", "escalate", "leave"] = Field(
+        description="'reject': decide it as rejected (the model sees that it timed out) and "
+        "resume the run; 'escalate': only an admin or approver who did not start the run may "
+        "decide it from then on, and they are notified; 'leave': keep it pending, marked "
+        "overdue.",
+    )
+    warn_before: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_S,
+        description="Seconds before the timeout that approvers are warned (e-mail, and the "
+        "run's webhook); less than `after`. Empty: no warning.",
+    )
+
+
 class Policies(_Doc):
     max_steps: int | None = Field(
         default=None, ge=1, le=10_000, description="Step limit for the whole run."
@@ -128,6 +159,12 @@ class Policies(_Doc):
         description="When a model call would exceed a budget: 'stop' the run as "
         "budget_exceeded, 'fallback' to the next of the node's fallback_models that fits, or "
         "'approve': pause until an admin allows the overspend. Empty: the budget's own action.",
+    )
+    approval_timeouts: dict[str, ApprovalTimeout] = Field(
+        default_factory=dict,
+        max_length=500,
+        description="Per node id: how long the node's approvals may wait for a decision and "
+        "what happens then (nodes not listed wait forever).",
     )
 
 

@@ -99,6 +99,9 @@ class Approval(Base):
     __table_args__ = (
         Index("ix_approvals_inbox", "workspace_id", "status", "created_at", "approval_id"),
         Index("ix_approvals_history", "workspace_id", "decided_at", "approval_id"),
+        Index("ix_approvals_warn_due", "status", "warn_at"),
+        Index("ix_approvals_expiry_due", "status", "expires_at"),
+        Index("ix_approvals_timed_out", "workspace_id", "timed_out_at"),
     )
     approval_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -124,6 +127,14 @@ class Approval(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     tainted: Mapped[bool | None] = mapped_column(Boolean, default=None, nullable=True)
     """Whether the run had read untrusted content before this call (None: not recorded)."""
+    # the node's approval timeout (policies.approval_timeouts), fixed when the row is written
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    timeout_action: Mapped[str | None] = mapped_column(String(10), default=None)
+    warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    """When the warning was queued (set once, by compare-and-set, with the outbox rows)."""
+    timed_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    """When the timeout's action was taken (rejected, escalated or marked overdue)."""
 
 
 class Effect(Base):

@@ -47,6 +47,7 @@ from graphs._places import (
     _shape_problems,
     _show,
 )
+from graphs._policy_checks import _timeout_problems
 from graphs._rawjson import _decode, _parse, _Parser, _raw_marks
 from graphs._structure import _graph_problems
 from graphs.spec import (
@@ -175,6 +176,7 @@ def _semantic_problems(doc: GraphDocument, registry: Registry, depth: int) -> li
     for tool in doc.tools:
         problems.extend(_tool_problems(tool, scope))
     problems.extend(_graph_problems(doc))
+    problems.extend(_timeout_problems(doc, depth))
     return problems
 
 

@@ -4,8 +4,10 @@ Everything here takes the acting identity and goes through the approval service,
 scopes by workspace (a foreign approval is "not found") and authorizes `approval:read`;
 deciding goes through `RunManager.decide`, which authorizes the decision itself. What a
 card shows is computed here, on the server: the exact call, its tier and why it was gated,
-who started the run (e-mail), whether the run had read untrusted content, and — as a hint
-for the buttons only — why this person may not decide it. Known secret values are redacted.
+who started the run (e-mail), whether the run had read untrusted content, its deadline
+(when the node has an approval timeout), and — as a hint for the buttons only — why this
+person may not decide it (an escalated approval needs an admin who did not start the run).
+Known secret values are redacted.
 """
 
 from __future__ import annotations
@@ -144,10 +146,11 @@ def _card(
     view = _redacted(studio, item.approval)
     refusal = None
     if not history and view.status == "pending":
-        # who may decide depends on the tier and on who started the run: ask once per pair
-        key = (view.tier, view.run_started_by)
+        # who may decide depends on the tier it needs now (escalated: admin) and on who
+        # started the run: ask once per pair
+        key = (view.required_tier, view.run_started_by)
         if key not in refusals:
-            refusals[key] = studio.manager.approvals.authority.refusal(actor, item.approval)
+            refusals[key] = studio.manager.approvals.refusal(actor, item.approval)
         refusal = refusals[key]
     return InboxCard(
         approval=view,

@@ -82,6 +82,31 @@ class StudioAuthority:
         return self._rbac.refusal(actor, approval)
 
 
+class StudioApprovers:
+    """The approval timeouts' directory: the e-mail of every active member of the workspace
+    who may decide a `tier` call (for ``admin``: not the run's starter)."""
+
+    def __init__(self, rbac: Rbac, accounts: Accounts) -> None:
+        self._rbac = rbac
+        self._accounts = accounts
+
+    def emails(self, workspace_id: str, tier: str, starter: str) -> list[str]:
+        found = []
+        for user_id in sorted(self._rbac.members(workspace_id)):
+            if tier == "admin" and user_id == starter:
+                continue
+            actor = Actor(workspace_id, user_id)
+            if not self._rbac.authorize(actor, f"approval:decide:{tier}").allowed:
+                continue
+            try:
+                user = self._accounts.get_user(user_id)
+            except NotFound:
+                continue
+            if user.disabled_at is None:
+                found.append(user.email)
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class Studio:
     settings: Settings
@@ -291,6 +316,7 @@ def open_studio(
             audit=_audit_hook(audit),
         ),
     )
+    manager.timeouts.approvers = StudioApprovers(rbac, studio.accounts)
     if resume:
         manager.start()
     try:

@@ -54,6 +54,15 @@ class ApprovalOut(BaseModel):
     decided_by: str | None
     decided_at: UtcDatetime | None
     created_at: UtcDatetime
+    expires_at: UtcDatetime | None = Field(
+        description="When the node's approval timeout acts (null: it waits for a person)."
+    )
+    timeout_action: Literal["reject", "escalate", "leave"] | None = Field(
+        description="What happens at `expires_at`."
+    )
+    escalated: bool = Field(description="The timeout escalated it: admins decide it now.")
+    overdue: bool = Field(description="The timeout passed; it stays pending.")
+    required_tier: str = Field(description="The tier a decider needs now (`admin` once escalated).")
     links: ApprovalLinks
 
 
@@ -86,7 +95,9 @@ def approval_out(request: Request, studio: Studio, view: ApprovalView) -> Approv
         decision=api_path(request, "approvals", view.approval_id, "decision"),
         run=api_path(request, "runs", view.run_id),
     )
-    return ApprovalOut(**fields, links=links)
+    timeout = {"escalated": view.escalated, "overdue": view.overdue,
+               "required_tier": view.required_tier}  # fmt: skip
+    return ApprovalOut(**fields, **timeout, links=links)
 
 
 def _key(view: ApprovalView) -> tuple[int, str]:

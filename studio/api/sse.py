@@ -97,7 +97,8 @@ def _start_seq(last_event_id: str, after: int) -> int:
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "`text/event-stream`: `id: <seq>`, `event: <kind>` (run_status, "
-        "node_started, node_finished, token, approval_requested, approval_decided), "
+        "node_started, node_finished, token, approval_requested, approval_decided, "
+        "approval_warned, approval_escalated, approval_overdue), "
         "`data: <json>`; `: keepalive` comments while idle; `event: error` when access ends.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },

@@ -11,6 +11,11 @@ const BUTTONS = [
   { decision: "respond", label: "Answer", icon: "reply", color: "primary" },
 ];
 const TIER_COLORS = { free: "grey", confirm: "orange", admin: "negative" };
+const DEADLINE_CLASSES = {
+  timed: "text-grey-9 bg-grey-2",
+  overdue: "text-orange-900 bg-orange-50",
+  escalated: "text-red-900 bg-red-50",
+};
 
 export default {
   props: { card: { type: Object, required: true } },
@@ -23,6 +28,9 @@ export default {
     tierColor() {
       return TIER_COLORS[this.card.tier] || "negative";
     },
+    deadlineClass() {
+      return DEADLINE_CLASSES[this.card.deadline_state] || DEADLINE_CLASSES.timed;
+    },
     locked() {
       return Boolean(this.card.refusal) || Boolean(this.card.busy);
     },
@@ -32,10 +40,14 @@ export default {
       <div class="row items-center q-gutter-x-sm">
         <span class="text-lg font-semibold font-mono">{{ card.action }}</span>
         <q-badge outline :color="tierColor">{{ card.tier }}</q-badge>
+        <q-badge v-if="card.deadline_state === 'escalated'" color="negative">escalated</q-badge>
+        <q-badge v-if="card.deadline_state === 'overdue'" color="orange">overdue</q-badge>
         <q-space />
         <a class="text-sm" :href="card.run_url">open the run</a>
       </div>
       <div class="text-sm" style="white-space: pre-line">{{ card.context }}</div>
+      <div v-if="card.deadline" class="text-sm q-pa-xs rounded" :class="deadlineClass"
+           data-deadline>{{ card.deadline }}</div>
       <div v-if="card.tainted" class="text-sm text-orange-800 bg-orange-50 q-pa-xs rounded">
         ⚠ The run had read untrusted content (web pages, HTTP responses) before this call:
         check that the arguments are what you expect.

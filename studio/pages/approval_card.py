@@ -10,15 +10,25 @@ through the approval service, which decides whether this person may make it.
 
 from __future__ import annotations
 
-__all__ = ["ApprovalCard", "args_text", "context_text", "outcome_text", "when"]
+__all__ = [
+    "ApprovalCard",
+    "args_text",
+    "context_text",
+    "deadline_state",
+    "deadline_text",
+    "outcome_text",
+    "when",
+]
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nicegui import ui
 
+from graphs.approval_timeouts import format_duration
+from graphs.approvals import TIMEOUT_DECIDER, ApprovalView
 from studio.approval_inbox import InboxCard
 
 STATUS_WORDS = {
@@ -30,6 +40,11 @@ STATUS_WORDS = {
     "superseded": "Superseded",
 }
 DECISIONS = ("approve", "edit", "reject", "respond")
+WILL = {  # what a timeout will do, as the card says it
+    "reject": "Rejects automatically",
+    "escalate": "Escalates to admins",
+    "leave": "Becomes overdue",
+}
 OnDecision = Callable[[InboxCard, str], Awaitable[None]]
 
 
@@ -56,10 +71,40 @@ def context_text(card: InboxCard) -> str:
     return "\n".join(lines)
 
 
+def deadline_state(view: ApprovalView) -> str | None:
+    """'escalated', 'overdue', 'timed' (a deadline ahead) or None (no deadline)."""
+    if view.status != "pending" or view.expires_at is None:
+        return None
+    if view.escalated:
+        return "escalated"
+    if view.overdue:
+        return "overdue"
+    return "timed"
+
+
+def deadline_text(view: ApprovalView, now: datetime | None = None) -> str | None:
+    """'Rejects automatically in 4 min (at …)', 'Escalated to admins since …', …"""
+    state = deadline_state(view)
+    if state is None or view.expires_at is None:
+        return None
+    if state == "escalated":
+        return (
+            f"Escalated to admins since {when(view.timed_out_at)}: only an admin or approver "
+            "who did not start the run may decide it"
+        )
+    if state == "overdue":
+        return f"Overdue since {when(view.timed_out_at)}: no decision in time"
+    left = (view.expires_at - (now or datetime.now(UTC))).total_seconds()
+    soon = f"in {format_duration(left)}" if left >= 1 else "any moment now"
+    return f"{WILL.get(view.timeout_action or '', 'Times out')} {soon} (at {when(view.expires_at)})"
+
+
 def outcome_text(card: InboxCard) -> str:
     view = card.approval
     word = STATUS_WORDS.get(view.status, view.status)
     who = f" by {card.decided_by}" if card.decided_by else ""
+    if view.decided_by == TIMEOUT_DECIDER:
+        word, who = "Rejected automatically", " (nobody decided in time)"
     lines = [f"{word}{who} · {when(view.decided_at)}"]
     if view.status == "edited" and view.decided_args is not None:
         lines.append("Approved arguments: " + args_text(view.decided_args))
@@ -92,6 +137,8 @@ class ApprovalCard(ui.element, component="approval_card.js"):
             "outcome": outcome_text(card) if on_decision is None else None,
             "allowed": list(view.allowed) if on_decision is not None else [],
             "refusal": card.refusal,
+            "deadline": deadline_text(view),
+            "deadline_state": deadline_state(view),
             "busy": False,
         }
         if on_decision is not None:
@@ -112,6 +159,8 @@ class ApprovalCard(ui.element, component="approval_card.js"):
     def _displayed_contents(self, *, only_visible: bool) -> list[Any]:
         card = self._props["card"]
         shown = [card["action"], card["tier"], card["context"], card["args"], card["outcome"]]
+        if card["deadline"]:
+            shown.append(card["deadline"])
         if card["tainted"]:
             shown.append("The run had read untrusted content")
         if card["refusal"]:

@@ -227,7 +227,7 @@ def _line(event: RunEventView) -> str:
         detail = " · ".join(parts)
     elif event.kind == "run_status":
         detail = f" {data.get('status', '')}" + (f": {data['error']}" if data.get("error") else "")
-    elif event.kind in ("approval_requested", "approval_decided"):
+    elif event.kind.startswith("approval_"):
         detail = " " + " ".join(f"{k}={v}" for k, v in sorted(data.items()))
     else:
         detail = ""

@@ -36,7 +36,8 @@ _TYPES: dict[str, Callable[[object], bool]] = {
 }
 _KNOWN_KEYWORDS = {
     "$defs", "$id", "$ref", "$schema", "additionalProperties", "anyOf", "const", "default",
-    "description", "enum", "items", "maxItems", "maxLength", "maximum", "minItems",
+    "description", "enum", "items", "maxItems", "maxLength", "maxProperties", "maximum",
+    "minItems",
     "minLength", "minimum", "pattern", "properties", "required", "title", "type",
 }  # fmt: skip
 
@@ -76,6 +77,8 @@ def _valid(schema: Doc, value: object, root: Doc) -> bool:
     if isinstance(value, dict):
         props, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
         if any(key not in value for key in schema.get("required", [])):
+            return False
+        if len(value) > schema.get("maxProperties", len(value)):
             return False
         for key, item in value.items():
             sub = props.get(key, extra)
@@ -217,7 +220,11 @@ def full_document() -> Doc:
             ],
             "tools": [{"name": "refund", "type": "http", "tier": "admin", "config": {}}],
             "secrets": ["PAYMENTS_KEY"],
-            "policies": {"max_steps": 40, "untrusted_content_gates_effects": False},
+            "policies": {
+                "max_steps": 40,
+                "untrusted_content_gates_effects": False,
+                "approval_timeouts": {"gate-1": {"after": 900, "action": "reject"}},
+            },
         }
     )
 
@@ -280,6 +287,25 @@ CASES: list[tuple[str, Callable[[Doc], None], bool]] = [
     ("config as a list", _set("nodes.0.config", []), False),
     ("nodes as an object", _set("nodes", {"ask": {}}), False),
     ("501 nodes", _set("nodes", [{"id": f"n{i}", "type": "t"} for i in range(501)]), False),
+    ("timeout with warning", _set("policies.approval_timeouts.gate-1.warn_before", 60), True),
+    ("timeout escalates", _set("policies.approval_timeouts.gate-1.action", "escalate"), True),
+    ("no timeouts", _set("policies.approval_timeouts", {}), True),
+    ("timeout action unknown", _set("policies.approval_timeouts.gate-1.action", "approve"), False),
+    ("timeout after too short", _set("policies.approval_timeouts.gate-1.after", 59), False),
+    ("timeout after too long", _set("policies.approval_timeouts.gate-1.after", 2_592_001), False),
+    ("timeout after as text", _set("policies.approval_timeouts.gate-1.after", "900"), False),
+    ("timeout without action", _set("policies.approval_timeouts.gate-1.action", _DELETE), False),
+    ("timeout unknown field", _set("policies.approval_timeouts.gate-1.colour", "red"), False),
+    ("warn_before 0", _set("policies.approval_timeouts.gate-1.warn_before", 0), False),
+    ("timeouts as a list", _set("policies.approval_timeouts", []), False),
+    (
+        "501 timeouts",
+        _set(
+            "policies.approval_timeouts",
+            {f"n{i}": {"after": 60, "action": "leave"} for i in range(501)},
+        ),
+        False,
+    ),
 ]
 
 

@@ -183,3 +183,13 @@ def test_login_starts_a_new_session_and_is_audited_either_way(studio: Studio) ->
         "login",
         "logout",
     ]
+
+
+def test_approval_timeout_warnings_go_to_who_may_decide(studio: Studio) -> None:
+    directory = studio.manager.timeouts.approvers
+    confirm = directory.emails(ACME, "confirm", USERS["alice"])
+    assert set(confirm) == {"bob@example.com", "ada@example.com"}  # not runners, viewers
+    assert directory.emails(ACME, "admin", USERS["ada"]) == ["bob@example.com"]  # not ada
+    studio.disable_user(USERS["bob"], by=USERS["ada"])
+    assert directory.emails(ACME, "admin", USERS["alice"]) == ["ada@example.com"]
+    assert directory.emails("elsewhere", "confirm", USERS["alice"]) == []

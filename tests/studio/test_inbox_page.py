@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from auth.audit import AuditEntry
 from components.base import HttpPolicy
 from components.errors import NotFound
+from graphs.approval_timeouts import SweepReport
 from graphs.approvals import ApprovalView
 from studio import approval_inbox
 from studio.context import Studio, open_studio
-from studio.pages.approval_card import ApprovalCard
+from studio.pages.approval_card import ApprovalCard, deadline_text
 from studio.settings import Settings
 from tests.conftest import support_doc
 from tests.loopback.http_receiver import HttpReceiver
@@ -346,3 +347,88 @@ async def test_the_inbox_pages_through_many_approvals_newest_first(runs: Runs, u
     await user.should_see(marker=f"approval-{fakes[-1]}")
     texts = "\n".join(page_texts(user))
     assert "A-00029" in texts and "A-00004" not in texts  # 25 per page, newest first
+
+
+# --- approval timeouts on the card -------------------------------------------------------
+
+
+def timed(runs: Runs, **timeout: Any) -> dict[str, Any]:
+    """The support agent whose approvals time out as `timeout` says."""
+    doc = copy.deepcopy(support_doc(runs.receiver))
+    doc["policies"] = {"approval_timeouts": {"agent": timeout}}
+    return doc
+
+
+def time_out(runs: Runs, approval: ApprovalView) -> SweepReport:
+    """Sweep the deadlines as if it were `approval`'s deadline now (no one waits for it)."""
+    assert approval.expires_at is not None
+    sweeper = runs.studio.manager.timeouts
+    sweeper.clock = lambda: approval.expires_at or datetime.now(UTC)
+    return sweeper.sweep()
+
+
+def test_the_deadline_reads_as_what_will_happen_and_when(runs: Runs) -> None:
+    email = runs.paused("T-1000", doc=timed(runs, after=600, action="reject"))
+    assert email.expires_at is not None
+    at = email.expires_at
+    stamp = f"{at:%Y-%m-%d %H:%M:%S} UTC"
+    assert deadline_text(email, at - timedelta(minutes=4, seconds=10)) == (
+        f"Rejects automatically in 4 min (at {stamp})"
+    )
+    assert deadline_text(email, at + timedelta(seconds=3)) == (
+        f"Rejects automatically any moment now (at {stamp})"
+    )
+    for action, words in [("escalate", "Escalates to admins"), ("leave", "Becomes overdue")]:
+        other = replace(email, timeout_action=action)
+        assert deadline_text(other, at - timedelta(hours=2)) == f"{words} in 2 h (at {stamp})"
+    assert deadline_text(replace(email, expires_at=None)) is None
+    assert deadline_text(replace(email, status="approved")) is None
+
+
+async def test_a_card_shows_its_deadline_and_a_timed_out_rejection_in_the_history(
+    runs: Runs, user: User
+) -> None:
+    email = runs.paused("T-1001", doc=timed(runs, after=600, action="reject"))
+    sign_in(user, runs.seeded, "ap")
+    await open_inbox(user)
+    await user.should_see("Rejects automatically in 10 min")
+    [shown] = user.find(marker=f"approval-{email.approval_id}").elements
+    assert shown.props["card"]["deadline_state"] == "timed"
+    assert time_out(runs, email).rejected == [email.approval_id]
+    await user.should_not_see(marker=f"approval-{email.approval_id}", retries=200)
+    user.find(marker="tab-history").click()
+    await user.should_see(marker=f"approval-{email.approval_id}")
+    await user.should_see("Rejected automatically (nobody decided in time)")
+    await user.should_see("Feedback: timed out after 10 min without a decision")
+    assert runs.decisions(email.approval_id) == 1  # audited as a decision, by the timeout
+
+
+async def test_an_escalated_card_is_read_only_for_the_runs_owner(runs: Runs, user: User) -> None:
+    email = runs.paused("T-1002", doc=timed(runs, after=900, action="escalate"))
+    sign_in(user, runs.seeded, "ed")  # the editor who started the run
+    await open_inbox(user)
+    await user.should_see("Escalates to admins in 15 min")
+    assert (await card(user, email)).decidable  # confirm tier: the starter may decide
+    assert time_out(runs, email).escalated == [email.approval_id]
+    await user.should_see("Escalated to admins since", retries=200)  # the inbox reloaded
+    shown = await card(user, email)
+    assert not shown.decidable and shown.props["card"]["deadline_state"] == "escalated"
+    await user.should_see("someone other than the run's starter")
+    user.find(marker=f"approval-{email.approval_id}").trigger("approve")  # a forged click
+    await says(user, "you may not decide")
+    assert runs.get(email).status == "pending"
+    runs.studio.manager.decide(runs.seeded.actor("ap"), email.approval_id, "approve")
+    assert runs.get(email).decided_by == runs.seeded.users["ap"]
+
+
+async def test_an_overdue_card_says_so_and_can_still_be_decided(runs: Runs, user: User) -> None:
+    email = runs.paused("T-1003", doc=timed(runs, after=300, action="leave"))
+    assert time_out(runs, email).overdue == [email.approval_id]
+    sign_in(user, runs.seeded, "ap")
+    await open_inbox(user)
+    await user.should_see("Overdue since")
+    shown = await card(user, email)
+    assert shown.decidable and shown.props["card"]["deadline_state"] == "overdue"
+    user.find(marker=f"approval-{email.approval_id}").trigger("approve")
+    await says(user, "Approved")
+    assert runs.get(email).status == "approved"

@@ -48,6 +48,10 @@ def test_the_inbox_is_newest_first_and_pages_without_gaps(
     assert len(ids) == len(set(ids))
     assert {a["status"] for a in seen} == {"pending"}
     assert ids[:4] == fresh[::-1]  # newest first
+    untimed = {(a["expires_at"], a["timeout_action"], a["escalated"], a["overdue"]) for a in seen}
+    assert untimed == {(None, None, False, False)}  # the support agent has no timeouts
+    assert {(a["tier"], a["required_tier"]) for a in seen} <= {("confirm", "confirm"),
+                                                               ("admin", "admin")}  # fmt: skip
     assert api_world.world.ids_a.refund_approval_id in ids
     stamps = [a["created_at"] for a in seen]
     assert stamps == sorted(stamps, reverse=True)
