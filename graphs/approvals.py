@@ -23,6 +23,7 @@ import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import and_, func, or_, select, update
@@ -47,6 +48,9 @@ _DECIDED = set(DECISION_STATUS.values())
 INBOX_MAX_PAGE = 200
 TIMEOUT_DECIDER = "system:timeout"
 """`decided_by` of an approval rejected because nobody decided it in time."""
+ArgsCheck = Callable[[str, str, Mapping[str, Any]], dict[str, Any]]
+"""(graph version id, tool, edited arguments) → the arguments as the tool's schema reads
+them; raises `UserError` when they do not fit."""
 TimeoutsFor = Callable[[str], Mapping[str, ApprovalTimeout]]
 """Graph version id → its approval timeouts by node id."""
 
@@ -338,18 +342,21 @@ class Approvals:
         *,
         args: Mapping[str, Any] | None = None,
         feedback: str | None = None,
-        validate_args: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None,
+        validate_args: ArgsCheck | None = None,
     ) -> ApprovalView:
         """Decide a pending approval once; a second decision raises `Conflict`. A decision
         checked before the approval was escalated loses to the escalation."""
         with self._sessions() as session:
             row, run = self._load(session, actor, approval_id)
+            self._authz.require(actor, "approval:read")  # not a member: not found
             view = _view(row, run.started_by)
             self._check(actor, view, decision, run)
-            decided_args, decided_hash = self._decided_args(row, decision, args, validate_args)
+            check = partial(validate_args, run.version_id) if validate_args else None
+            decided_args, decided_hash = self._decided_args(row, decision, args, check)
             still = [Approval.approval_id == approval_id, Approval.status == "pending"]
             if view.timeout_action == "escalate" and not view.escalated:
                 still.append(Approval.timed_out_at.is_(None))  # as checked: not escalated
+            now = datetime.now(UTC)
             changed = affected(
                 session,
                 update(Approval)
@@ -361,7 +368,7 @@ class Approvals:
                     decided_args_hash=decided_hash,
                     feedback=(feedback or None),
                     decided_by=actor.user_id,
-                    decided_at=datetime.now(UTC),
+                    decided_at=now,
                 ),
             )
             if changed != 1:
@@ -373,7 +380,15 @@ class Approvals:
                 .values(status="queued")
             )
             session.commit()
-        return self.get(actor, approval_id)
+        return replace(
+            view,
+            status=DECISION_STATUS[decision],
+            decision=decision,
+            decided_args=decided_args,
+            feedback=feedback or None,
+            decided_by=actor.user_id,
+            decided_at=now,
+        )
 
     def _load(self, session: Session, actor: Actor, approval_id: str) -> tuple[Approval, Run]:
         row = session.get(Approval, approval_id)

@@ -348,29 +348,27 @@ class RunManager:
         args: Mapping[str, Any] | None = None,
         feedback: str | None = None,
     ) -> ApprovalView:
-        """Record a decision (once) and resume the run that waits on it."""
-        view = self.approvals.get(actor, approval_id)
-        run = self.get(actor, view.run_id)
-        validate = self.executor.arg_validator(run.version_id)
+        """Record a decision (once) and resume the run that waits on it at once (the audit
+        entry is written while the run's worker starts)."""
         decided = self.approvals.decide(
-            actor, approval_id, decision, args=args, feedback=feedback, validate_args=validate
+            actor, approval_id, decision, args=args, feedback=feedback, validate_args=self._args
         )
         self.events.publish(
             actor.workspace_id,
-            view.run_id,
+            decided.run_id,
             "approval_decided",
-            view.node_id,
+            decided.node_id,
             {"approval_id": approval_id, "decision": decision, "by": actor.user_id},
         )
-        self.audit(
-            actor,
-            "approval.decided",
-            approval_id,
-            {"run_id": view.run_id, "decision": decision, "tool": view.action, "tier": view.tier},
-        )
         failpoint("decision.after_commit")
-        self._submit(view.run_id)
+        self._submit(decided.run_id)
+        details = {"run_id": decided.run_id, "decision": decision, "tool": decided.action}
+        self.audit(actor, "approval.decided", approval_id, {**details, "tier": decided.tier})
         return decided
+
+    def _args(self, version_id: str, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Edited arguments, checked against the tool's schema in the run's graph version."""
+        return self.executor.arg_validator(version_id)(action, args)
 
     def iter_events(
         self, actor: Actor, run_id: str, *, after: int = 0, timeout_s: float = 300.0
