@@ -51,7 +51,9 @@ def estimate_input_tokens(messages: Sequence[BaseMessage], schemas: Sequence[Any
     """About four characters a token, plus each message's overhead (for budget checks)."""
     total = 3 + _text_tokens(json.dumps(list(schemas), default=str)) if schemas else 3
     for message in messages:
-        total += 4 + _text_tokens(json.dumps(message.content, default=str))
+        content = message.content
+        text = content if isinstance(content, str) else json.dumps(content, default=str)
+        total += 4 + _text_tokens(text)
         for call in getattr(message, "tool_calls", None) or []:
             total += 3 + _text_tokens(call["name"] + json.dumps(call["args"], default=str))
     return total
