@@ -205,7 +205,7 @@ def _tasks(
                 task_id=task.id,
                 node=task.name,
                 output=output,
-                error=_text(task.error) or _text(data.get("error")),
+                error=_text(data.get("error")) or _text(task.error),  # ours: no repr
                 interrupted=bool(task.interrupts) or bool(data.get("paused")),
                 latency_ms=_number(data.get("ms")),
                 model=_text(data.get("model")),
