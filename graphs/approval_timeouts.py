@@ -30,7 +30,6 @@ __all__ = [
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from components.errors import StudioError
+from graphs._periodic import Periodic
 from graphs.approvals import TIMEOUT_DECIDER
 from graphs.db import affected
 from graphs.identity import Actor
@@ -115,11 +115,9 @@ class ApprovalTimeouts:
 
     def __init__(self, manager: RunManager, *, interval_s: float = 10.0) -> None:
         self._m = manager
-        self.interval_s = interval_s
+        self._periodic = Periodic("approval-timeouts", interval_s, self.sweep)
         self.clock: Clock = lambda: datetime.now(UTC)
         self.approvers: ApproverDirectory = NoDirectory()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         manager.approvals.timeouts_for = self.timeouts_for  # new rows get their deadline
 
     def timeouts_for(self, version_id: str) -> Mapping[str, ApprovalTimeout]:
@@ -275,23 +273,10 @@ class ApprovalTimeouts:
     # --- the loop --------------------------------------------------------------------------
     def start(self) -> None:
         """Sweep now and then every `interval_s` (0: never)."""
-        if self.interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="approval-timeouts", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("approval timeouts: a pass failed; trying again later")
-            self._stop.wait(self.interval_s)
+        self._periodic.stop()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 __all__ = ["ScheduleView", "Schedules", "checked_cron", "next_fire"]
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from components.errors import NotFound, StudioError, UserError
+from graphs._periodic import Periodic
 from graphs.db import affected
 from graphs.identity import Actor
 from graphs.tables import Graph, GraphSchedule
@@ -111,10 +111,8 @@ class Schedules:
 
     def __init__(self, manager: RunManager, *, interval_s: float = 10.0) -> None:
         self._m = manager
-        self.interval_s = interval_s
+        self._periodic = Periodic("run-scheduler", interval_s, self.fire_due)
         self.clock: Clock = lambda: datetime.now(UTC)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # --- service functions -------------------------------------------------------------
     def get(self, actor: Actor, graph_id: str) -> ScheduleView | None:
@@ -227,23 +225,10 @@ class Schedules:
 
     def start(self) -> None:
         """Check for due schedules now and then every `interval_s` (0: never)."""
-        if self.interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="run-scheduler", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.fire_due()
-            except Exception:
-                log.exception("scheduler: a pass failed; trying again later")
-            self._stop.wait(self.interval_s)
+        self._periodic.stop()
 
     # --- internals -----------------------------------------------------------------------
     def _graph(self, session: Session, actor: Actor, graph_id: str) -> Graph:
