@@ -3,17 +3,24 @@
 // The server owns the graph. This component shows `nodes`/`edges` (props), and reports what the
 // person did as events (add, connect, move, remove, select, paste, shortcut); the server
 // answers with a new graph (set_graph) where it changed something. User strings are only ever
-// rendered as text ({{ }} interpolation, title attributes): never v-html / innerHTML.
-import { markRaw, toRaw } from "vue";
+// rendered as text ({{ }} interpolation, text children, title attributes): never v-html /
+// innerHTML. Vue Flow's CSS comes with the page (studio/canvas.py adds it), so the flow mounts
+// at once.
+//
+// Speed (300 nodes / 400 edges, see tests/bench/bench_canvas.py): nodes and edges are
+// functional components (no component instance, no watchers), node handles are plain elements
+// that share one `useHandle` (Vue Flow's Handle component is a component with five computed
+// values and a `useHandle` of its own, twice per node), and the classes the canvas renders are
+// shown to NiceGUI's Tailwind runtime before the graph is (see TAILWIND_SEED).
+import { h, inject, markRaw, onBeforeUnmount, toRaw } from "vue";
 import {
-  BaseEdge,
   EdgeLabelRenderer,
-  Handle,
   MarkerType,
   Panel,
-  Position,
   VueFlow,
   getBezierPath,
+  useHandle,
+  useVueFlow,
 } from "@vue-flow/core";
 import { Background } from "@vue-flow/background";
 import { Controls } from "@vue-flow/controls";
@@ -26,30 +33,54 @@ const END_GAP = 260;
 const END_Y_OFFSET = 6; // centres the END pill (32px) on a one-line node (44px)
 const PASTE_STEP = 40;
 const INITIAL_MIN_ZOOM = 0.5;
-const VENDOR_CSS = [
-  "@vue-flow/core/style.css",
-  "@vue-flow/core/theme-default.css",
-  "@vue-flow/controls/style.css",
-];
+const HUB = Symbol("graph canvas handles");
 
-// Start loading Vue Flow's CSS as soon as this module runs; the canvas mounts once it is in.
-// The import map (NiceGUI, esm= option) knows where the prepared npm packages are served.
-const vendorCss = Promise.all(
-  VENDOR_CSS.map((spec) => {
-    const href = import.meta.resolve(spec);
-    return new Promise((resolve) => {
-      const link = document.createElement("link");
-      link.rel = "stylesheet";
-      link.href = href;
-      link.onload = resolve;
-      link.onerror = () => {
-        console.error(`graph canvas: could not load ${href}`);
-        resolve();
-      };
-      document.head.appendChild(link);
-    });
-  }),
-);
+// NiceGUI's Tailwind runtime (on unless `ui.run(tailwind=False)`) watches every DOM change and,
+// whenever an element brings a class it has not seen yet, rebuilds its stylesheet: the browser
+// then restyles the whole page. Vue Flow adds its elements in several batches, so a 300-node
+// graph was restyled several times while it opened. Showing every class the canvas renders
+// once, before the graph, costs one rebuild while the page is small. A class missing here
+// only costs that extra rebuild (tests/e2e/test_canvas.py checks the list).
+const TAILWIND_SEED = [
+  "bottom", "connectable", "connectableend", "connectablestart", "connecting",
+  "connectionindicator", "dragging", "draggable", "left", "nodrag", "nopan", "right",
+  "selectable", "selected", "source", "target", "top", "valid",
+  "gc-conditional", "gc-diff-added", "gc-diff-changed", "gc-diff-removed", "gc-edge-label",
+  "gc-edge-text", "gc-end", "gc-error", "gc-error-text", "gc-flow", "gc-minimap", "gc-node",
+  "gc-node-label", "gc-node-type", "gc-palette", "gc-palette-description", "gc-palette-empty",
+  "gc-palette-group", "gc-palette-groups", "gc-palette-item", "gc-palette-search",
+  "gc-palette-title", "gc-palette-type", "gc-readonly", "gc-root", "gc-toolbar",
+  "vue-flow", "vue-flow__arrowhead", "vue-flow__background", "vue-flow__connection",
+  "vue-flow__connection-path", "vue-flow__connectionline", "vue-flow__container",
+  "vue-flow__controls", "vue-flow__controls-button", "vue-flow__controls-zoomin",
+  "vue-flow__controls-zoomout", "vue-flow__edge", "vue-flow__edge-interaction",
+  "vue-flow__edge-labels", "vue-flow__edge-path", "vue-flow__edge-studio", "vue-flow__edges",
+  "vue-flow__handle", "vue-flow__handle-connecting", "vue-flow__handle-left",
+  "vue-flow__handle-null", "vue-flow__handle-right", "vue-flow__handle-valid",
+  "vue-flow__marker", "vue-flow__node", "vue-flow__node-end", "vue-flow__node-studio",
+  "vue-flow__nodes", "vue-flow__pane", "vue-flow__panel", "vue-flow__selection",
+  "vue-flow__transformationpane", "vue-flow__viewport",
+];
+let tailwindSeed = null;
+let seedWatch = null;
+function dropTailwindSeed() {
+  seedWatch?.disconnect();
+  tailwindSeed?.remove(); // the runtime keeps what it has seen
+  tailwindSeed = seedWatch = null;
+}
+if (document.querySelector('style[type="text/tailwindcss"]')) {
+  tailwindSeed = document.createElement("div");
+  tailwindSeed.hidden = true;
+  tailwindSeed.className = TAILWIND_SEED.join(" ");
+  // The runtime collects the page's classes and writes its <style> in one go: once it has
+  // written after the seed came, it has seen the seed (usually within this very task, so no
+  // selector ever finds it). At the latest the seed goes when the flow is ready (onInit).
+  seedWatch = new MutationObserver((records) => {
+    if (records.some((record) => record.target.nodeName === "STYLE")) dropTailwindSeed();
+  });
+  seedWatch.observe(document.head, { childList: true, characterData: true, subtree: true });
+  document.body.appendChild(tailwindSeed);
+}
 
 const text = (value) => (value === null || value === undefined ? "" : String(value));
 const diffOf = (value) => (DIFFS.has(value) ? value : null);
@@ -148,69 +179,142 @@ function isTyping(event) {
   return target.closest("input, textarea, select, [contenteditable]:not([contenteditable='false'])") !== null;
 }
 
-const StudioNode = {
-  name: "GraphCanvasNode",
-  inheritAttrs: false,
-  components: { Handle },
-  props: ["id", "data", "selected"],
-  data: () => ({ left: Position.Left, right: Position.Right }),
-  computed: {
-    classes() {
-      return styleClasses(this.data);
-    },
+// Node handles. Vue Flow finds handles by their classes and data attributes (handle bounds,
+// the handle under the pointer when a connection ends), so plain elements with the same
+// attributes work; pressing or clicking one starts a connection through the canvas's one
+// `useHandle` (HandleHub), exactly as Vue Flow's Handle component would.
+function handle(hub, nodeId, type, position, connectable) {
+  const classes = [
+    "vue-flow__handle", `vue-flow__handle-${position}`, "vue-flow__handle-null", "nodrag", "nopan",
+    type,
+  ];
+  if (connectable) classes.push("connectable");
+  classes.push("connectablestart", "connectableend");
+  if (connectable) classes.push("connectionindicator");
+  return h("div", {
+    "data-id": `${hub.flowId}-${nodeId}-null-${type}`,
+    "data-nodeid": nodeId,
+    "data-handlepos": position,
+    class: classes.join(" "),
+    onMousedown: hub.onPointerDown,
+    onTouchstartPassive: hub.onPointerDown,
+    onClick: hub.onClick,
+  });
+}
+
+function handleHub() {
+  const hub = { flowId: "", start: null };
+  const startFrom = (event, click) => {
+    const element = event.currentTarget;
+    if (!hub.start || !element.classList.contains("connectable")) return;
+    const type = element.classList.contains("target") ? "target" : "source";
+    hub.start(event, element.getAttribute("data-nodeid"), type, click);
+  };
+  hub.onPointerDown = (event) => {
+    if (!("clientX" in event) || event.button === 0) startFrom(event, false);
+  };
+  hub.onClick = (event) => startFrom(event, true);
+  return markRaw(hub);
+}
+
+// Lives inside <VueFlow>: the one `useHandle` every node handle starts its connections with.
+const HandleHub = {
+  name: "GraphCanvasHandles",
+  setup() {
+    const hub = inject(HUB);
+    const from = { nodeId: "", type: "source" };
+    const { handlePointerDown, handleClick } = useHandle({
+      nodeId: () => from.nodeId,
+      handleId: null,
+      type: () => from.type,
+    });
+    hub.flowId = useVueFlow().id;
+    hub.start = (event, nodeId, type, click) => {
+      from.nodeId = nodeId;
+      from.type = type;
+      if (click) handleClick(event);
+      else handlePointerDown(event);
+    };
+    onBeforeUnmount(() => {
+      hub.start = null;
+    });
+    return () => null;
   },
-  template: `
-    <div class="gc-node" :class="classes" :title="data.error || null" :data-node-type="data.type">
-      <Handle type="target" :position="left" />
-      <div class="gc-node-label">{{ data.label }}</div>
-      <div class="gc-node-type">{{ data.type }}</div>
-      <div v-if="data.error" class="gc-error-text">{{ data.error }}</div>
-      <Handle type="source" :position="right" />
-    </div>`,
 };
 
-const EndNode = {
-  name: "GraphCanvasEnd",
-  inheritAttrs: false,
-  components: { Handle },
-  data: () => ({ left: Position.Left }),
-  template: `<div class="gc-end" title="End of the graph"><Handle type="target" :position="left" />END</div>`,
-};
+// Functional components: Vue Flow re-renders a node or edge when it changes anyway, so an
+// instance with its own reactive state would only add cost (300 nodes + 400 edges).
+function StudioNode({ id, data, connectable }) {
+  const hub = inject(HUB);
+  return h(
+    "div",
+    {
+      class: ["gc-node", ...styleClasses(data)].join(" "),
+      title: data.error || null,
+      "data-node-type": data.type,
+    },
+    [
+      handle(hub, id, "target", "left", connectable),
+      h("div", { class: "gc-node-label" }, data.label),
+      h("div", { class: "gc-node-type" }, data.type),
+      data.error ? h("div", { class: "gc-error-text" }, data.error) : null,
+      handle(hub, id, "source", "right", connectable),
+    ],
+  );
+}
+StudioNode.props = ["id", "data", "connectable"];
+StudioNode.inheritAttrs = false;
 
-const StudioEdge = {
-  name: "GraphCanvasEdge",
-  inheritAttrs: false,
-  components: { BaseEdge, EdgeLabelRenderer },
-  props: [
-    "id", "sourceX", "sourceY", "targetX", "targetY", "sourcePosition", "targetPosition",
-    "data", "markerEnd",
-  ],
-  computed: {
-    geometry() {
-      const { sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition } = this;
-      return getBezierPath({ sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition });
-    },
-    shownLabel() {
-      return this.data.conditional && this.data.label ? this.data.label : "";
-    },
-    labelStyle() {
-      const [, x, y] = this.geometry;
-      return { transform: `translate(-50%, -50%) translate(${x}px, ${y}px)` };
-    },
-  },
-  template: `
-    <BaseEdge :id="'gc-edge-' + id" :path="geometry[0]" :marker-end="markerEnd" :interaction-width="20" />
-    <EdgeLabelRenderer v-if="shownLabel || data.error">
-      <div class="gc-edge-label nodrag nopan" :class="{ 'gc-error': !!data.error }" :style="labelStyle"
-           :data-edge-id="id" :title="data.error || null">
-        <div v-if="shownLabel" class="gc-edge-text">{{ shownLabel }}</div>
-        <div v-if="data.error" class="gc-error-text">{{ data.error }}</div>
-      </div>
-    </EdgeLabelRenderer>`,
-};
+function EndNode({ connectable }) {
+  const hub = inject(HUB);
+  return h("div", { class: "gc-end", title: "End of the graph" }, [
+    handle(hub, END, "target", "left", connectable),
+    "END",
+  ]);
+}
+EndNode.props = ["connectable"];
+EndNode.inheritAttrs = false;
+
+function StudioEdge(props) {
+  const { id, data, markerEnd } = props;
+  const [path, labelX, labelY] = getBezierPath(props);
+  const shown = data.conditional && data.label ? data.label : "";
+  const parts = [
+    h("path", { id: `gc-edge-${id}`, d: path, class: "vue-flow__edge-path", "marker-end": markerEnd }),
+    h("path", {
+      fill: "none",
+      d: path,
+      "stroke-width": 20,
+      "stroke-opacity": 0,
+      class: "vue-flow__edge-interaction",
+    }),
+  ];
+  if (shown || data.error) {
+    const label = h(
+      "div",
+      {
+        class: ["gc-edge-label nodrag nopan", { "gc-error": !!data.error }],
+        style: { transform: `translate(-50%, -50%) translate(${labelX}px, ${labelY}px)` },
+        "data-edge-id": id,
+        title: data.error || null,
+      },
+      [
+        shown ? h("div", { class: "gc-edge-text" }, shown) : null,
+        data.error ? h("div", { class: "gc-error-text" }, data.error) : null,
+      ],
+    );
+    parts.push(h(EdgeLabelRenderer, null, { default: () => label }));
+  }
+  return parts;
+}
+StudioEdge.props = [
+  "id", "sourceX", "sourceY", "targetX", "targetY", "sourcePosition", "targetPosition",
+  "data", "markerEnd",
+];
+StudioEdge.inheritAttrs = false;
 
 export default {
-  components: { VueFlow, Background, Controls, GraphMiniMap, Panel },
+  components: { VueFlow, Background, Controls, GraphMiniMap, HandleHub, Panel },
   props: {
     nodes: { type: Array, default: () => [] },
     edges: { type: Array, default: () => [] },
@@ -219,9 +323,12 @@ export default {
   },
   // Declared so that NiceGUI's listeners never land on Vue Flow's own events of the same name.
   emits: ["add", "connect", "move", "remove", "select", "paste", "shortcut"],
+  provide() {
+    this.hub = handleHub();
+    return { [HUB]: this.hub };
+  },
   data() {
     return {
-      cssReady: false,
       query: "",
       nodeTypes: markRaw({ studio: markRaw(StudioNode), end: markRaw(EndNode) }),
       edgeTypes: markRaw({ studio: markRaw(StudioEdge) }),
@@ -258,25 +365,29 @@ export default {
     this.clipboard = [];
     this.pasteCount = 0;
     this.fitted = false;
+    this.pendingEdges = null;
     this.onKeydown = this.onKeydown.bind(this);
   },
-  async mounted() {
+  mounted() {
     document.addEventListener("keydown", this.onKeydown);
-    await vendorCss;
-    this.cssReady = true;
   },
   beforeUnmount() {
     document.removeEventListener("keydown", this.onKeydown);
     clearTimeout(this.keyboardTimer);
+    dropTailwindSeed();
   },
   methods: {
     onInit(instance) {
       this.flow = markRaw(instance);
+      this.hub.flowId = instance.id;
+      dropTailwindSeed();
       this.applyGraph();
     },
     onNodesInitialized() {
       if (this.fitted) return;
       this.fitted = true;
+      if (this.pendingEdges) this.flow.setEdges(this.pendingEdges);
+      this.pendingEdges = null;
       // First view: the whole graph if it is legible at half size, else its middle at half
       // size (labels stay readable; off-screen nodes also cost nothing to paint). Fit shows all.
       this.flow.fitView({ padding: 0.15, maxZoom: 1, minZoom: INITIAL_MIN_ZOOM });
@@ -291,7 +402,10 @@ export default {
       const graph = buildGraph(nodes, edges);
       this.positions = new Map(graph.nodes.map((n) => [n.id, { ...n.position }]));
       this.flow.setNodes(graph.nodes);
-      this.flow.setEdges(graph.edges);
+      // The first graph's edges wait until its nodes are measured: an edge drawn before that
+      // is drawn again for every change of its nodes' sizes and handles (four times in all).
+      if (this.fitted || !graph.nodes.length) this.flow.setEdges(graph.edges);
+      else this.pendingEdges = graph.edges;
       this.lastSelection = JSON.stringify(this.selectionOf(graph.nodes, graph.edges));
     },
     fitView() {
@@ -450,7 +564,7 @@ export default {
         </div>
       </aside>
       <div class="gc-flow" @dragover="onDragOver" @drop="onDrop">
-        <VueFlow v-if="cssReady" :node-types="nodeTypes" :edge-types="edgeTypes"
+        <VueFlow :node-types="nodeTypes" :edge-types="edgeTypes"
                  :nodes-draggable="!readonly" :nodes-connectable="!readonly" :elements-selectable="true"
                  :disable-keyboard-a11y="readonly"
                  :delete-key-code="null" :multi-selection-key-code="multiKeys" selection-key-code="Shift"
@@ -460,6 +574,7 @@ export default {
           <Background :gap="16" />
           <Controls :show-fit-view="false" :show-interactive="false" />
           <GraphMiniMap />
+          <HandleHub />
           <Panel position="top-right" class="gc-toolbar">
             <template v-if="!readonly">
               <button type="button" data-action="undo" title="Undo (Ctrl+Z)" @click="shortcut('undo')">Undo</button>

@@ -18,6 +18,7 @@ __all__ = [
 ]
 
 import copy
+import functools
 import hashlib
 import json
 from collections import deque
@@ -40,6 +41,12 @@ _HERE = Path(__file__).resolve().parent
 ASSETS_DIR = _HERE / "_assets" if (_HERE / "_assets").is_dir() else _HERE.parent / "assets"
 ESM_PACKAGES = ("@vue-flow/core", "@vue-flow/background", "@vue-flow/controls")
 OWN_FILES = ("graph_canvas.js", "graph_canvas_minimap.js", "graph_canvas.css")
+# Vue Flow's CSS, in this order after ours (as the browser loaded it before it came inline).
+VENDOR_CSS = (
+    ("@vue-flow/core", "style.css"),
+    ("@vue-flow/core", "theme-default.css"),
+    ("@vue-flow/controls", "style.css"),
+)
 FIX = "run `pip install -e .` or `python assets/hatch_build.py` in the project folder"
 
 LAYER_GAP = 260.0
@@ -67,6 +74,7 @@ def check_assets(assets: Path | None = None) -> None:
     dist = assets / "dist"
     needed = [assets / name for name in OWN_FILES] + [dist / "manifest.json"]
     needed += [dist / _folder(package) / "index.js" for package in ESM_PACKAGES]
+    needed += [dist / _folder(package) / name for package, name in VENDOR_CSS]
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
         raise CanvasAssetsMissing(
@@ -78,6 +86,15 @@ def check_assets(assets: Path | None = None) -> None:
             raise CanvasAssetsMissing(
                 f"{dist} was prepared from another assets/package-lock.json: {FIX}"
             )
+
+
+@functools.cache
+def _page_css(assets: Path) -> str:
+    """The canvas's CSS and Vue Flow's, inline in the page's head: the canvas mounts at once,
+    without waiting for stylesheets that its module would only start loading when it runs."""
+    files = [assets / "graph_canvas.css"]
+    files += [assets / "dist" / _folder(package) / name for package, name in VENDOR_CSS]
+    return "\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
 class GraphCanvas(
@@ -108,7 +125,7 @@ class GraphCanvas(
         self._props["edges"] = copy.deepcopy(edges)
         self._props["palette"] = copy.deepcopy(palette)
         self._props["readonly"] = readonly
-        ui.add_css(ASSETS_DIR / "graph_canvas.css")
+        ui.add_css(_page_css(ASSETS_DIR))
         # Keep the props in step with what the browser already shows, without a round trip,
         # so a later update (or a reconnect) does not snap nodes back or lose the selection.
         self.on("move", self._keep_positions)

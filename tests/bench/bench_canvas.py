@@ -15,6 +15,8 @@ open uses a fresh browser context, so nothing is cached.
 - drag: that node is dragged 600 px in 60 mouse moves (one CDP input event each, as fast as
   the page takes them) while a requestAnimationFrame loop records frame times: p50 / p95 /
   max frame time, and main-thread CPU per move. The drag must reach the server as a `move`.
+  From the middle of a 1280 px window it goes left and ends over the palette, so for its last
+  moves Vue Flow also pans the view (auto-pan): the whole pane is drawn again each frame.
 
 `--write` appends a section to tests/bench/RESULTS.md.
 """
@@ -145,7 +147,7 @@ def drag_across(browser: Browser, page: Page, server: AppServer, side: Side, nod
     page.mouse.down()
     page.evaluate(FRAME_RECORDER)
     browser.start_tracing(page=page, categories=["toplevel"])
-    direction = -1 if x + DRAG_PX > 1200 else 1  # stay inside the pane
+    direction = -1 if x + DRAG_PX > 1200 else 1  # stay inside the window
     for step in range(1, DRAG_MOVES + 1):
         dx = DRAG_PX * step / DRAG_MOVES
         page.mouse.move(x + direction * dx, y + dx / 6)

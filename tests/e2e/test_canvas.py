@@ -6,6 +6,7 @@ model by opening `/?scenario=...` and reads back what the server received from `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -25,7 +26,7 @@ from tests.e2e.canvas_page import (
     viewport,
     wait_state,
 )
-from tests.e2e.harness import AppServer, running_server
+from tests.e2e.harness import ROOT, AppServer, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -410,3 +411,43 @@ def test_markup_in_user_strings_is_shown_as_text_and_never_runs(
     root = page.locator(".gc-root")
     expect(root.locator("img, script, iframe, object, embed")).to_have_count(0)
     assert page.evaluate("window.__pwned") is None
+
+
+CLASSES_IN_CANVAS = """() => [...new Set(
+  [...document.querySelectorAll('.gc-root, .gc-root [class]')].flatMap(e => [...e.classList]))]"""
+
+
+def tailwind_seed() -> set[str]:
+    source = (ROOT / "assets" / "graph_canvas.js").read_text(encoding="utf-8")
+    match = re.search(r"const TAILWIND_SEED = \[(.*?)\];", source, re.DOTALL)
+    assert match is not None
+    return set(re.findall(r'"([^"]+)"', match.group(1)))
+
+
+def test_tailwind_saw_every_class_of_the_canvas_before_the_graph(
+    page: Page, server: AppServer
+) -> None:
+    """NiceGUI's Tailwind runtime restyles the page for every class it has not seen yet; the
+    canvas shows it all of its classes at once (TAILWIND_SEED), then drops that element."""
+    seen: set[str] = set()
+    for query in ("scenario=styled", "scenario=hostile", "scenario=basic&readonly=1"):
+        open_canvas(page, server, query)
+        seen |= set(page.evaluate(CLASSES_IN_CANVAS))
+    open_canvas(page, server)
+    assert page.locator("[hidden].vue-flow__node").count() == 0  # the seed is gone
+    node(page, "a").click()
+    start = center(node(page, "d"))
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + 40, start[1] + 30, steps=4)  # dragging a node
+    seen |= set(page.evaluate(CLASSES_IN_CANVAS))
+    page.mouse.up()
+    source = center(node(page, "d").locator(".vue-flow__handle.source"))
+    target = center(node(page, "c").locator(".vue-flow__handle.target"))
+    page.mouse.move(*source)
+    page.mouse.down()
+    page.mouse.move(*target, steps=8)  # a connection line over a valid target
+    seen |= set(page.evaluate(CLASSES_IN_CANVAS))
+    page.mouse.up()
+    assert {"dragging", "selected", "vue-flow__connection", "gc-diff-added"} <= seen
+    assert seen - tailwind_seed() == set()

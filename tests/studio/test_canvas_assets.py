@@ -44,6 +44,8 @@ def fake_assets(root: Path) -> Path:
             source += 'import { useVueFlow } from "@vue-flow/core";\n'
         (folder / "dist" / "index.mjs").write_text(source)
         (folder / "dist" / "style.css").write_text(".x{}\n")
+        if package == "@vue-flow/core":
+            (folder / "dist" / "theme-default.css").write_text(".y{}\n")
     (root / "node_modules" / hb.STAMP).write_text(hb.lock_digest(root))
     return root
 

@@ -93,6 +93,8 @@ def _fake_build(root: Path) -> Path:
         folder = dist / package.lstrip("@").replace("/", "-")
         folder.mkdir(parents=True)
         (folder / "index.js").write_text("export {};\n")
+    for package, name in canvas.VENDOR_CSS:
+        (dist / canvas._folder(package) / name).write_text(f"/* {package} {name} */\n")
     for name in (*canvas.OWN_FILES, "package.json", "package-lock.json"):
         (root / name).write_text("{}\n")
     (dist / "manifest.json").write_text(json.dumps({"lock_sha256": canvas._lock_digest(root)}))
@@ -115,6 +117,26 @@ def test_a_build_from_another_lock_file_is_refused(tmp_path: Path) -> None:
         check_assets(root)
     (root / "package-lock.json").unlink()  # an installed wheel has no lock file to compare
     check_assets(root)
+
+
+def test_a_build_without_vue_flows_css_is_refused(tmp_path: Path) -> None:
+    root = _fake_build(tmp_path)
+    (root / "dist" / "vue-flow-core" / "theme-default.css").unlink()
+    with pytest.raises(CanvasAssetsMissing, match=r"theme-default\.css.*pip install"):
+        check_assets(root)
+
+
+def test_the_page_gets_our_css_then_vue_flows_inline(tmp_path: Path) -> None:
+    root = _fake_build(tmp_path)
+    (root / "graph_canvas.css").write_text("/* ours */\n")
+    css = canvas._page_css(root)
+    parts = ["/* ours */"] + [f"/* {package} {name} */" for package, name in canvas.VENDOR_CSS]
+    assert [css.index(part) for part in parts] == sorted(css.index(part) for part in parts)
+    # what the browser loaded before the CSS came inline: the files the manifest lists
+    manifest = json.loads((canvas.ASSETS_DIR / "dist" / "manifest.json").read_text())
+    packages = manifest["packages"].items()
+    listed = {(package, name) for package, meta in packages for name in meta["css"]}
+    assert listed == set(canvas.VENDOR_CSS)
 
 
 def test_creating_a_canvas_without_a_build_fails_before_nicegui_is_involved(
