@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -145,3 +146,6 @@ def set_role(seeded: Seeded, name: str, role: str) -> None:
     with seeded_studio(seeded) as studio:
         studio.rbac.revoke_role(actor.workspace_id, actor.user_id)
         studio.rbac.assign_role(actor.workspace_id, actor.user_id, role)
+    # The app's RBAC (another Rbac on the same database) sees a change within its poll
+    # interval, 0.1 s: wait that long, or a click right after could still pass the old role.
+    time.sleep(0.3)
