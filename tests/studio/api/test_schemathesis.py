@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from starlette.applications import Starlette
@@ -46,8 +47,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def reaches_the_api(case: Case[Any]) -> bool:
     """Starlette's `Mount("/api")` matches `/api/(.*)`, and `.` stops at a line break: a
     path with CR or LF never reaches the API; the parent app answers it (as NiceGUI will)."""
-    values = (case.path_parameters or {}).values()
-    return not any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in values)
+    values = [unquote(v) for v in (case.path_parameters or {}).values() if isinstance(v, str)]
+    return not any("\n" in v or "\r" in v for v in values)  # some phases send them quoted
 
 
 @schema.parametrize()  # type: ignore[untyped-decorator]
