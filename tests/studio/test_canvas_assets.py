@@ -140,7 +140,6 @@ def test_digests_agree_between_the_hook_and_the_canvas() -> None:
 def test_the_hook_ships_dist_in_wheels_only(
     tmp_path: Path, target: str, version: str, shipped: bool
 ) -> None:
-    pytest.importorskip("hatchling")
     fake_assets(tmp_path / "assets")
     hook = hb.CanvasAssetsHook(str(tmp_path), {}, None, None, str(tmp_path / "out"), target)
     build_data: dict[str, Any] = {"force_include": {}}

@@ -10,17 +10,16 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import Case, checks
+from schemathesis.config import SchemathesisConfig
 from starlette.applications import Starlette
 
 from studio.api import build_api
 from tests.studio.api.conftest import FAST_SSE, ApiWorld
 from tests.studio.api.support import mounted
 from tests.tenancy_fixtures import WS_A
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis import Case, checks  # noqa: E402
-from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 HEADERS: dict[str, str] = {}
 EXAMPLES = 10  # per operation and mode; the whole module stays under ~30 s on 2 cores
