@@ -19,10 +19,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config, merge_configs
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 
 from components.base import AttemptOutcome, CallSite, ModelAttempt, RunContext, TokenUsage
 from components.errors import ModelFailure
@@ -91,17 +91,23 @@ class AttemptProbe(BaseCallbackHandler):
         self.tries: list[_Try] = []
         self.first_token: float | None = None
 
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to note (defined so LangChain does not fall back to `on_llm_start`, which
+        first turns every message of the prompt into one string)."""
+
     def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
         if self.first_token is None:
             self.first_token = time.perf_counter()
 
     @contextmanager
-    def watching(self) -> Iterator[RunnableConfig]:
-        """Watch invocations in this block; yields the config to invoke the model with (the
-        caller's callbacks, so LangGraph's token streaming, plus this probe)."""
+    def watching(self, model: Any) -> Iterator[RunnableConfig | None]:
+        """Watch invocations of `model` in this block; yields the config to invoke it with:
+        None (the caller's own) unless the call will stream, else the caller's callbacks
+        (so LangGraph's token streaming) plus this probe, to time the first token. A call
+        that does not stream has no first token to time, and a handler costs every call."""
         token = _CURRENT.set(self)
         try:
-            yield merge_configs(ensure_config(), {"callbacks": [self]})
+            yield with_handler(ensure_config(), self) if will_stream(model) else None
         finally:
             _CURRENT.reset(token)
 
@@ -144,6 +150,30 @@ class AttemptProbe(BaseCallbackHandler):
             )
         )
         return records
+
+
+def will_stream(model: Any) -> bool:
+    """Whether `model.invoke` will stream under the caller's config, by LangChain's rule: the
+    model is set to stream, or a streaming callback handler (one with `tap_output_iter`, as
+    LangGraph's token streaming) is attached."""
+    target = getattr(model, "bound", model)  # a model with tools bound: the model itself
+    if getattr(target, "__dict__", {}).get("streaming") is True:  # a field, or nothing
+        return True
+    config = var_child_runnable_config.get() or {}
+    callbacks = config.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    return any(hasattr(h, "tap_output_iter") for h in handlers or ())
+
+
+def with_handler(config: RunnableConfig, handler: BaseCallbackHandler) -> RunnableConfig:
+    """`config` (a copy of its own, as `ensure_config` returns) with `handler` added to its
+    callbacks in place: `merge_configs` would copy the callback manager once more."""
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        callbacks.add_handler(handler, inherit=True)
+    else:
+        config["callbacks"] = [*(callbacks or []), handler]
+    return config
 
 
 def _on_request(_request: Any) -> None:

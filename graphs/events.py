@@ -53,6 +53,7 @@ class EventLog:
         self._engine = engine  # given: batches go through one connection kept for them
         self._conn: Connection | None = None  # used under _flush_lock only
         self._interval = flush_interval_s
+        self._grace = min(0.005, flush_interval_s)
         self._lock = threading.Lock()
         self._pending: list[RunEventView] = []
         self._writing: list[RunEventView] = []  # taken by the writer, not yet committed
@@ -199,7 +200,10 @@ class EventLog:
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._interval)
+            if self._wake.wait(self._interval):  # asked: a run ended or paused
+                # a short grace: the threads that same moment woke (whoever waits on the
+                # run) go first, and the events of runs ending together share one batch
+                self._stop.wait(self._grace)
             self._wake.clear()
             self.flush()
 

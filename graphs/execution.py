@@ -25,7 +25,8 @@ from langgraph.errors import GraphRecursionError
 from langgraph.store.sqlite import SqliteStore
 from langgraph.types import Command, StreamMode
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, Table, bindparam, update
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.orm import Session
 
 from components.base import HttpPolicy, Meter, NoMeter, RunContext, SecretResolver, Tier
 from components.errors import BudgetExceeded, StudioError, UserError
@@ -87,10 +88,9 @@ class Executor:
         self.http = http
         self.tier_floor = tier_floor
         self._compiled: dict[str, CompiledGraph] = {}
-        self._settled_here: set[str] = set()
-        self._models: dict[
-            tuple[str, str], Any
-        ] = {}  # reusable (secret-free) models  # runs whose settling UPDATE dropped our lease
+        self._settled_here: set[str] = set()  # runs whose settling UPDATE dropped our lease
+        self._models: dict[tuple[str, str], Any] = {}  # reusable (secret-free) models
+        self._model_of_config: dict[int, tuple[str, Mapping[str, Any], Any]] = {}
         self._compile_lock = threading.Lock()
 
     def close(self) -> None:
@@ -148,6 +148,9 @@ class Executor:
                 )
             if not spec.reusable:
                 return spec.build(spec.config_model.model_validate(dict(config)), secrets)
+            seen = self._model_of_config.get(id(config))  # the same (untemplated) config
+            if seen is not None and seen[0] == provider and seen[1] is config:
+                return seen[2]
             key = (provider, canonical_json(config))
             model = self._models.get(key)
             if model is None:
@@ -155,6 +158,9 @@ class Executor:
                 if len(self._models) >= 256:
                     self._models.clear()
                 self._models[key] = model
+            if len(self._model_of_config) >= 256:
+                self._model_of_config.clear()
+            self._model_of_config[id(config)] = (provider, config, model)  # alive: ids unique
             return model
 
         return RunContext(
@@ -174,13 +180,21 @@ class Executor:
         )
 
     # --- one pass over a run ---------------------------------------------------------
-    def drive(self, run_id: str, cancel: threading.Event, fresh: Run | None = None) -> bool:
+    def drive(
+        self,
+        run_id: str,
+        cancel: threading.Event,
+        fresh: Run | None = None,
+        leased: bool = False,
+    ) -> bool:
         """One pass; True when the run should get another pass at once.
 
-        `fresh` is the caller's copy of a run it has just stored: used as is when the
-        claim shows nobody has claimed the run yet, which saves reading the row back."""
-        if fresh is not None and self.m.leases.claim_unstarted(run_id):
-            run, recovering = fresh, False
+        `fresh` is the caller's copy of a run it has just stored: used as is when it was
+        stored under our lease (`leased`) or the claim shows nobody has claimed it yet,
+        which saves reading the row back (and, for the first, the claim)."""
+        first = False
+        if fresh is not None and (leased or self.m.leases.claim_unstarted(run_id)):
+            run, recovering, first = fresh, False, True
         else:
             with self.m.sessions() as session:
                 found = session.get(Run, run_id)
@@ -200,7 +214,7 @@ class Executor:
                     ),
                 )
                 return False
-            return self._pass(run, cancel)
+            return self._pass(run, cancel, first=first or run.started_at is None)
         except Exception as exc:
             self._fail(run, exc)
             return False
@@ -208,13 +222,14 @@ class Executor:
             self.m.leases.release(run_id, still_held=run_id not in self._settled_here)
             self._settled_here.discard(run_id)
 
-    def _pass(self, run: Run, cancel: threading.Event) -> bool:
+    def _pass(self, run: Run, cancel: threading.Event, *, first: bool) -> bool:
+        """One pass over the run's graph; `first`: its first ever, so no checkpoint exists."""
         compiled = self.compiled(run.version_id)
         cfg: RunnableConfig = {
             "configurable": {"thread_id": run.thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
-        if run.started_at is None:  # first pass: no checkpoint can exist yet
+        if first:
             graph_input: Any = _initial_state(compiled.document, run.input)
         else:
             state = compiled.graph.get_state(cfg)
@@ -344,15 +359,16 @@ class Executor:
             "p_finished_at": datetime.now(UTC),
         }
         row = None
-        with self.m.sessions() as session:
+        with self.m.engine.begin() as conn:  # a Core connection: no ORM session to set up
             if self.m.engine.dialect.update_returning:  # SQLite >= 3.35, PostgreSQL
-                row = session.execute(_FINISH_RETURNING, params).one_or_none()
+                row = conn.execute(_FINISH_RETURNING, params).one_or_none()
                 changed = int(row is not None)
             else:
-                changed = cast(CursorResult[Any], session.execute(_FINISH, params)).rowcount
-            if changed:
-                enqueue_notifications(session, run, status)
-            session.commit()
+                changed = conn.execute(_FINISH, params).rowcount
+            if changed and run.notify:
+                with Session(bind=conn) as session:  # joins the transaction, never commits it
+                    enqueue_notifications(session, run, status)
+                    session.flush()
         if row is not None:
             self.m.note_final(row)
         if changed:

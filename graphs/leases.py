@@ -110,6 +110,15 @@ class LeaseKeeper:
             dead = None
         return self._claim(_CLAIM, run.run_id, dead=dead, attempt=int(recovering))
 
+    def lease_values(self, now: datetime) -> dict[str, Any]:
+        """The lease columns of a run this process stores already claimed (see `adopt`)."""
+        return {"lease_owner": self.owner, "lease_expires_at": now + self.ttl}
+
+    def adopt(self, run_id: str) -> None:
+        """Keep renewing the lease of a run stored with `lease_values` (no claim needed)."""
+        with self._lock:
+            self._held.add(run_id)
+
     def claim_unstarted(self, run_id: str) -> bool:
         """Take the lease of a queued run that nobody has claimed yet (a run this process
         just stored); False otherwise — then read the row and `claim` it as usual."""

@@ -179,6 +179,7 @@ class RunManager:
         self._outbox_interval = outbox_interval_s
         self._outbox_stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="run")
+        self._max_concurrency = max_concurrency
         self._active: dict[str, threading.Event] = {}
         self._again: set[str] = set()
         self._lock = threading.Lock()
@@ -257,6 +258,7 @@ class RunManager:
             raise UserError("start_run needs a graph_id or a version_id")
         values = checked_input(version.document, dict(input or {}))
         run_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
         row: dict[str, Any] = {
             "run_id": run_id,
             "workspace_id": actor.workspace_id,
@@ -268,19 +270,32 @@ class RunManager:
             "input": values,
             "notify": _checked_notify(notify),
             "attempts": 0,
-            "created_at": datetime.now(UTC),
+            "created_at": now,
         }
-        with self.engine.begin() as conn:  # prebuilt Core insert (the ORM costs ~1 ms)
-            conn.execute(_INSERT_RUN, row)
+        eager = self._reserve_slot(run_id)
+        if eager:  # a worker is free: stored running, under this process's lease
+            row.update(self.leases.lease_values(now), status="running", started_at=now)
+        try:
+            with self.engine.begin() as conn:  # prebuilt Core insert (the ORM costs ~1 ms)
+                conn.execute(_INSERT_RUN, row)
+        except BaseException:
+            if eager:
+                self._free_slot(run_id)
+            raise
         self._workspace_of[run_id] = actor.workspace_id
         if stream_tokens or self.stream_tokens:
             self._token_runs.add(run_id)
         self.events.begin(run_id)
         self.events.publish(actor.workspace_id, run_id, "run_status", data={"status": "queued"})
         # the worker starts from this copy of the row (input as the table stores it) when
-        # its lease claim proves nobody else has touched the run; otherwise it reads the row
+        # it holds the lease of a run nobody else has touched; otherwise it reads the row
         row["input"] = json.loads(json.dumps(values))
-        self._submit(run_id, fresh=Run(**row))
+        fresh = Run(**row)
+        if eager:
+            self.leases.adopt(run_id)
+            self._pool.submit(self._drive, run_id, fresh, True)
+        else:
+            self._submit(run_id, fresh=fresh)
         return run_id
 
     def wants_tokens(self, run_id: str) -> bool:
@@ -473,6 +488,19 @@ class RunManager:
             self._settle_count += 1
             self._settled.notify_all()
 
+    def _reserve_slot(self, run_id: str) -> bool:
+        """Mark a new run active if a worker is free now, so it can be stored as running
+        and go straight to that worker (no queued row to claim first)."""
+        with self._lock:
+            if len(self._active) >= self._max_concurrency:
+                return False
+            self._active[run_id] = threading.Event()
+            return True
+
+    def _free_slot(self, run_id: str) -> None:
+        with self._lock:
+            self._active.pop(run_id, None)
+
     def _submit(self, run_id: str, fresh: Run | None = None) -> None:
         with self._lock:
             if run_id in self._active:
@@ -481,11 +509,13 @@ class RunManager:
             self._active[run_id] = threading.Event()
         self._pool.submit(self._drive, run_id, fresh)
 
-    def _drive(self, run_id: str, fresh: Run | None = None) -> None:
+    def _drive(self, run_id: str, fresh: Run | None = None, leased: bool = False) -> None:
+        """Passes over a run until it settles; `fresh` is the row just stored (`leased`:
+        stored running under this process's lease)."""
         try:
             while True:
-                again = self.executor.drive(run_id, self._active[run_id], fresh)
-                fresh = None
+                again = self.executor.drive(run_id, self._active[run_id], fresh, leased)
+                fresh, leased = None, False
                 with self._lock:
                     if not again and run_id not in self._again:
                         del self._active[run_id]

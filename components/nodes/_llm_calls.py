@@ -15,16 +15,24 @@ __all__ = ["CallPolicy", "ModelCalls"]
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
 from langgraph.errors import GraphBubbleUp
 
-from components.base import BudgetAction, ModelRequest, Permit, RunContext, TokenUsage
+from components.base import (
+    BudgetAction,
+    CallSite,
+    ModelRequest,
+    NoMeter,
+    Permit,
+    RunContext,
+    TokenUsage,
+)
 from components.errors import BudgetExceeded, ModelFailure, StudioError
 from components.gates import GateRequest, gate
 from components.metering import AttemptProbe, call_site, usage_of
@@ -44,7 +52,7 @@ class CallPolicy:
 
 
 def _text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+    return -(-len(text) // 4)  # ceil(len / 4), in integers
 
 
 def estimate_input_tokens(messages: Sequence[BaseMessage], schemas: Sequence[Any]) -> int:
@@ -53,9 +61,10 @@ def estimate_input_tokens(messages: Sequence[BaseMessage], schemas: Sequence[Any
     for message in messages:
         content = message.content
         text = content if isinstance(content, str) else json.dumps(content, default=str)
-        total += 4 + _text_tokens(text)
-        for call in getattr(message, "tool_calls", None) or []:
-            total += 3 + _text_tokens(call["name"] + json.dumps(call["args"], default=str))
+        total += 4 - (-len(text) // 4)
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                total += 3 + _text_tokens(call["name"] + json.dumps(call["args"], default=str))
     return total
 
 
@@ -90,7 +99,8 @@ def request_key(choice: Choice, messages: Sequence[BaseMessage], schemas: Sequen
 
 
 def _model_name(model: Any, choice: Choice) -> str:
-    for name in (getattr(model, "model_name", None), getattr(model, "model", None)):
+    fields = getattr(model, "__dict__", {})  # a field's value, without pydantic's slow miss
+    for name in (fields.get("model_name"), fields.get("model")):
         if isinstance(name, str) and name:
             return name
     return str(choice[1].get("model") or choice[0])
@@ -125,10 +135,14 @@ class ModelCalls:
         self.ctx = ctx
         self.policy = policy
         self.build = build
-        self.site = call_site(ctx, node_id)
+        self.unmetered = isinstance(ctx.meter, NoMeter)
         self.attempt = 1
         self.cost: Decimal | None = Decimal(0)
         self._input_estimate: int | None = None
+
+    @cached_property
+    def site(self) -> CallSite:
+        return call_site(self.ctx, self.node_id)
 
     def run(
         self, choices: Sequence[Choice], messages: list[BaseMessage], schemas: list[Any]
@@ -137,6 +151,12 @@ class ModelCalls:
         for index, choice in enumerate(choices):
             has_next = index + 1 < len(choices)
             model = self.build(*choice)
+            if self.unmetered:
+                bound = model.bind_tools(schemas) if schemas else model
+                answer, failure = self._unmetered_attempt(bound, messages)
+                if answer is not None:
+                    return answer
+                continue
             request = self._request(choice, model, messages, schemas)
             permit = self.ctx.meter.admit(self.site, request, attempt=self.attempt)
             if permit.verdict == "cached" and permit.cached is not None:
@@ -176,22 +196,27 @@ class ModelCalls:
             self._input_estimate = estimate_input_tokens(messages, schemas)
         return self._input_estimate
 
-    def _attempt(
-        self, permit: Permit, model: Any, messages: list[BaseMessage], has_next: bool
-    ) -> tuple[AIMessage | None, StudioError | None]:
+    def _invoke(
+        self, model: Any, messages: list[BaseMessage]
+    ) -> tuple[AttemptProbe, AIMessage | None, BaseException | None]:
+        """One call of the model, watched: what the probe saw, the answer or the failure."""
         probe = AttemptProbe()
         answer: Any = None
-        failure: BaseException | None = None
-        with probe.watching() as config:
+        with probe.watching(model) as config:
             try:
                 answer = model.invoke(messages, config=config)
             except GraphBubbleUp:
                 raise
             except Exception as exc:
-                failure = exc
-        if failure is None and not isinstance(answer, AIMessage):
-            failure = ModelFailure(f"the model returned {type(answer).__name__}")
-        message = answer if failure is None else None
+                return probe, None, exc
+        if not isinstance(answer, AIMessage):
+            return probe, None, ModelFailure(f"the model returned {type(answer).__name__}")
+        return probe, answer, None
+
+    def _attempt(
+        self, permit: Permit, model: Any, messages: list[BaseMessage], has_next: bool
+    ) -> tuple[AIMessage | None, StudioError | None]:
+        probe, message, failure = self._invoke(model, messages)
         reported = message.response_metadata.get("model_name") if message is not None else None
         attempts = probe.attempts(
             first=self.attempt,
@@ -205,6 +230,19 @@ class ModelCalls:
             message_to_dict(message) if message is not None and permit.request.cache_key else None
         )
         self._add(self.ctx.meter.settle(permit, attempts, keep))
+        if failure is not None or message is None:
+            return None, _failure(self.node_id, failure or RuntimeError())
+        return self._annotated(message, cache_hit=False), None
+
+    def _unmetered_attempt(
+        self, model: Any, messages: list[BaseMessage]
+    ) -> tuple[AIMessage | None, StudioError | None]:
+        """A call in a run nothing meters (`NoMeter`: no budgets, no cache, no records), so
+        no estimate, permit or attempt records are made; the answer still tells how many
+        attempts it took, and its cost is unknown."""
+        probe, message, failure = self._invoke(model, messages)
+        self.attempt += max(1, len(probe.tries))
+        self.cost = None
         if failure is not None or message is None:
             return None, _failure(self.node_id, failure or RuntimeError())
         return self._annotated(message, cache_hit=False), None

@@ -98,6 +98,17 @@ class LlmConfig(StrictModel):
     )
 
 
+def _templated(value: Any) -> bool:
+    """Whether a provider config has a ``{{ }}`` placeholder anywhere (else it is used as is)."""
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_templated(v) for v in value)
+    return False
+
+
 def _render_config(value: Any, state: dict[str, Any]) -> Any:
     if isinstance(value, str) and "{{" in value:
         return render(value, state)
@@ -138,8 +149,10 @@ def build(node_id: str, config: LlmConfig, ctx: BuildContext) -> BuiltNode:
         cache_ttl_s=config.cache_ttl_s if cacheable else 0,
         expected_output_tokens=config.expected_output_tokens,
     )
-    models = [(config.provider, config.provider_config)] + [
-        (f.provider, f.provider_config) for f in config.fallback_models
+    models = [
+        (provider, cfg, _templated(cfg))
+        for provider, cfg in [(config.provider, config.provider_config)]
+        + [(f.provider, f.provider_config) for f in config.fallback_models]
     ]
 
     def llm_node(state: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -158,7 +171,10 @@ def build(node_id: str, config: LlmConfig, ctx: BuildContext) -> BuiltNode:
             messages = [SystemMessage(render(config.system_prompt, state)), *messages]
         ctx = runtime.context
         calls = ModelCalls(node_id, ctx, policy, lambda p, c: _model(node_id, p, c, ctx))
-        choices = [(provider, _render_config(cfg, state)) for provider, cfg in models]
+        choices = [
+            (provider, _render_config(cfg, state) if templated else cfg)
+            for provider, cfg, templated in models
+        ]
         answer = calls.run(choices, messages, schemas)
         update: dict[str, Any] = {"messages": [*new, answer]}
         if config.output_field and not (answer.tool_calls or answer.invalid_tool_calls):
