@@ -251,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ])  # fmt: skip
     print(section)
     if args.write:
-        text = RESULTS.read_text(encoding="utf-8")
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + section + "\n", encoding="utf-8")
-        print(f"\nappended to {RESULTS}")
+        reporting.append_section(section)
     return 0 if worst < GOAL_S else 1
 
 

@@ -48,7 +48,7 @@ from langgraph.types import Command, interrupt
 
 from components.providers.scripted import ScriptedChatModel, ScriptStep
 from tests.bench import reporting
-from tests.bench.bench_sse import WAIT_S, Bench, bench_server, write_results
+from tests.bench.bench_sse import WAIT_S, Bench, bench_server
 
 COMMAND = "python -m tests.bench.bench_approve"
 GOAL_MS = 50.0
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(studio, raw, args, time.perf_counter() - began)
     print(section)
     if args.write:
-        write_results(section)
+        reporting.append_section(section)
     return 0
 
 

@@ -271,11 +271,6 @@ def machine() -> str:
     return reporting.machine(("pycasbin", "sqlalchemy-adapter", "SQLAlchemy"))
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    RESULTS.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--workspaces", type=int, default=1_000)
@@ -334,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if args.write:
-        write_results(section)
+        reporting.append_section(section)
         print(f"\nappended to {RESULTS}")
     return 0 if best >= GOAL and not wrong_repeated and not wrong_changes else 1
 

@@ -299,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if args.write:
-        text_now = RESULTS.read_text(encoding="utf-8")
-        RESULTS.write_text(text_now.rstrip("\n") + "\n\n" + section + "\n", encoding="utf-8")
-        print(f"\nappended to {RESULTS}")
+        reporting.append_section(section)
     return 0 if p95 < GOAL_MS else 1
 
 

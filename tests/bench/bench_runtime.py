@@ -13,20 +13,21 @@ no approvals. Runs are sequential, on real SQLite files in a temporary folder.
 - raw: a `StateGraph` with the same 10 nodes calling `ScriptedChatModel` with the same
   messages, compiled with `SqliteSaver` on a file, `invoke(..., durability="sync")`, a fresh
   thread id per run. This is the baseline of the goal (studio/raw <= 1.15 per run).
-- raw+stream (context only): the same raw graph driven the way the studio drives it,
-  `stream(..., stream_mode=["tasks", "messages", "custom"], durability="sync")`. The gap
-  raw -> raw+stream is LangGraph's streaming cost; raw+stream -> studio is the studio's own code.
+- raw+stream (context only): the same raw graph driven the way the studio drives a run
+  nobody watches, `stream(..., stream_mode=["tasks", "values"], durability="sync")`. The gap
+  raw -> raw+stream is LangGraph's streaming cost; raw+stream -> studio is the studio's own
+  code (run row, lease, events, final status, the nodes' governance).
+- studio+meter (context only, `--metered`): the studio side with the analytics meter, as the
+  web studio runs graphs: every model call is priced and recorded in the database.
 
 Sides alternate in blocks (default 20 runs) after a warm-up, so machine noise hits all alike.
-`--write` replaces today's section of tests/bench/RESULTS.md (or appends one).
+`--write` appends a section to tests/bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -34,9 +35,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as dist_version
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -49,10 +50,11 @@ from langgraph.graph.message import add_messages
 from components.providers.scripted import ScriptedChatModel, ScriptStep
 from graphs.headless import Runtime, checkpoint_path_for, open_runtime
 from graphs.identity import Actor
+from tests.bench import reporting
 
 NODES = 10
+SIDE_ORDER = ("raw", "raw+stream", "studio", "studio+meter")
 GOAL = 1.15
-RESULTS = Path(__file__).with_name("RESULTS.md")
 COMMAND = "python -m tests.bench.bench_runtime"
 RUN_INPUT = "Benchmark run: please work through the ten steps."
 
@@ -138,7 +140,7 @@ class Side:
             self.threads.append(thread_id)
 
 
-def studio_side(rt: Runtime, db: Path) -> Side:
+def studio_side(rt: Runtime, db: Path, name: str = "studio") -> Side:
     actor = Actor("local", "bench")
     manager = rt.manager
     version = manager.library.create(actor, studio_document())
@@ -152,7 +154,7 @@ def studio_side(rt: Runtime, db: Path) -> Side:
             raise SystemExit(f"studio run {run_id} ended {view.status}: {view.error}")
         return f"run:{run_id}"
 
-    return Side("studio", run_once, checkpoint_path_for(db))
+    return Side(name, run_once, checkpoint_path_for(db))
 
 
 def raw_side(folder: Path, *, stream: bool) -> tuple[Side, sqlite3.Connection]:
@@ -167,9 +169,7 @@ def raw_side(folder: Path, *, stream: bool) -> tuple[Side, sqlite3.Connection]:
         cfg = {"configurable": {"thread_id": thread_id}}
         inp = {"messages": [HumanMessage(RUN_INPUT)]}
         if stream:
-            for _ in graph.stream(
-                inp, cfg, durability="sync", stream_mode=["tasks", "messages", "custom"]
-            ):
+            for _ in graph.stream(inp, cfg, durability="sync", stream_mode=["tasks", "values"]):
                 pass
             return thread_id
         out = graph.invoke(inp, cfg, durability="sync")
@@ -253,14 +253,7 @@ def measure(sides: list[Side], runs: int, warmup: int, block: int) -> None:
 
 
 def machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
-        f"Python {platform.python_version()}, langgraph {dist_version('langgraph')}, "
-        f"langgraph-checkpoint-sqlite {dist_version('langgraph-checkpoint-sqlite')}, "
-        f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.machine()}; "
-        f"load average at the end {load}"
-    )
+    return reporting.machine(("langgraph", "langgraph-checkpoint-sqlite"), sqlite=True)
 
 
 def table(rows: list[Stats], raw: Stats) -> str:
@@ -301,32 +294,11 @@ def report(rows: list[Stats], args: argparse.Namespace, elapsed_s: float) -> str
     if "raw+stream" in by_name:
         rs = by_name["raw+stream"]
         lines.append(
-            f"Of the gap, LangGraph streaming (`stream_mode=[tasks, messages, custom]` "
-            f"instead of `invoke`) accounts for {rs.median_ms - raw.median_ms:.2f} ms/run; "
-            f"the studio's own code for {studio.median_ms - rs.median_ms:.2f} ms/run (medians)."
+            f"Of the gap, LangGraph streaming (`stream_mode=[tasks, values]` instead of "
+            f"`invoke`) accounts for {rs.median_ms - raw.median_ms:.2f} ms/run; the studio's "
+            f"own code for {studio.median_ms - rs.median_ms:.2f} ms/run (medians)."
         )
     return "\n".join(lines)
-
-
-def write_results(body: str) -> None:
-    """Replace today's `## YYYY-MM-DD` section in place, or append one; keep everything else."""
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    header = (
-        "# Benchmark results\n\n"
-        'Studio runtime vs raw LangGraph + SqliteSaver (`durability="sync"`), same 10-node '
-        f"graph, measured in one run by `{COMMAND}`. Goal: <= {GOAL}x per run.\n"
-        "One section per day (re-running with `--write` replaces that day's section).\n"
-    )
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    head, *sections = (text if text.strip() else header).split("\n## ")
-    fresh = f"{today}\n\n{body}"
-    titles = [section.split("\n", 1)[0].strip() for section in sections]
-    if today in titles:
-        sections[titles.index(today)] = fresh
-    else:
-        sections.append(fresh)
-    parts = [head.rstrip("\n") + "\n", *(f"## {section.rstrip()}\n" for section in sections)]
-    RESULTS.write_text("\n".join(parts), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,7 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-stream-baseline", action="store_true", help="skip the raw+stream context side"
     )
-    parser.add_argument("--write", action="store_true", help=f"record results in {RESULTS}")
+    parser.add_argument(
+        "--metered",
+        action="store_true",
+        help="also run the studio with the analytics meter, as the web studio does (every "
+        "model call priced and recorded; a context row, not the goal)",
+    )
+    parser.add_argument("--write", action="store_true", help="append to tests/bench/RESULTS.md")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.block < 1:
         parser.error("--runs and --block must be positive, --warmup not negative")
@@ -348,27 +326,32 @@ def main(argv: list[str] | None = None) -> int:
         db = folder / "studio" / "studio.db"
         (folder / "raw").mkdir()
         (folder / "raw-stream").mkdir()
-        with open_runtime(db, max_concurrency=1) as rt:
+        with ExitStack() as stack:
+            rt = stack.enter_context(open_runtime(db, max_concurrency=1))
             studio = studio_side(rt, db)
             raw, raw_conn = raw_side(folder / "raw", stream=False)
+            stack.callback(raw_conn.close)
             sides = [studio, raw]
-            conns = [raw_conn]
             if not args.no_stream_baseline:
                 raw_stream, stream_conn = raw_side(folder / "raw-stream", stream=True)
+                stack.callback(stream_conn.close)
                 sides.append(raw_stream)
-                conns.append(stream_conn)
-            try:
-                gc.collect()
-                measure(sides, args.runs, args.warmup, args.block)
-                rows = [stats(side) for side in (raw, *sides[2:], studio)]
-            finally:
-                for conn in conns:
-                    conn.close()
-    body = report(rows, args, time.perf_counter() - began)
-    print(body)
+            if args.metered:
+                from analytics.meter import open_meter
+
+                mdb = folder / "metered" / "studio.db"
+                mrt = stack.enter_context(open_runtime(mdb, max_concurrency=1, meter=open_meter))
+                sides.append(studio_side(mrt, mdb, "studio+meter"))
+            gc.collect()
+            measure(sides, args.runs, args.warmup, args.block)
+            order = sorted(sides, key=lambda side: SIDE_ORDER.index(side.name))
+            rows = [stats(side) for side in order]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"## Runtime vs raw LangGraph — {stamp}\n\n"
+    section += report(rows, args, time.perf_counter() - began)
+    print(section)
     if args.write:
-        write_results(body)
-        print(f"\nwritten to {RESULTS}")
+        reporting.append_section(section)
     return 0
 
 

@@ -323,11 +323,6 @@ def report(by_side: dict[int, list[Round]], args: argparse.Namespace, elapsed_s:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    RESULTS.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100)
@@ -345,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(by_side, args, time.monotonic() - began)
     print(section)
     if args.write:
-        write_results(section)
+        reporting.append_section(section)
     wrong = sum(r.wrong_clients for rounds in by_side.values() for r in rounds)
     return 1 if wrong else 0
 

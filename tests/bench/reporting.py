@@ -1,4 +1,4 @@
-"""What every benchmark report prints: the machine line and a markdown table."""
+"""What every benchmark report prints (the machine line, a markdown table) and where it goes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import platform
 import sqlite3
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version as dist_version
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def machine(packages: Sequence[str], *, sqlite: bool = False, extra: str = "") -> str:
@@ -27,3 +30,10 @@ def markdown_table(head: Sequence[str], align: str, rows: Iterable[Sequence[str]
     lines = ["| " + " | ".join(head) + " |", align]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
+
+
+def append_section(section: str, results: Path = RESULTS) -> None:
+    """Append a report section to tests/bench/RESULTS.md (earlier sections stay as they are)."""
+    text = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
+    results.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n", encoding="utf-8")
+    print(f"\nappended to {results}")
