@@ -237,15 +237,14 @@ class ModelCalls:
     def _unmetered_attempt(
         self, model: Any, messages: list[BaseMessage]
     ) -> tuple[AIMessage | None, StudioError | None]:
-        """A call in a run nothing meters (`NoMeter`: no budgets, no cache, no records), so
-        no estimate, permit or attempt records are made; the answer still tells how many
-        attempts it took, and its cost is unknown."""
+        """A call in a run nothing meters (`NoMeter`: no budgets, no cache, no records): no
+        estimate, permit or attempt records, and the answer carries no `studio_usage` (its
+        cost is unknown; the state and every checkpoint stay as small as the model's own)."""
         probe, message, failure = self._invoke(model, messages)
         self.attempt += max(1, len(probe.tries))
-        self.cost = None
         if failure is not None or message is None:
             return None, _failure(self.node_id, failure or RuntimeError())
-        return self._annotated(message, cache_hit=False), None
+        return message, None
 
     def _add(self, cost: Decimal | None) -> None:
         self.cost = None if cost is None or self.cost is None else self.cost + cost
