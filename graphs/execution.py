@@ -204,8 +204,10 @@ class Executor:
             if not self.m.leases.claim(run, recovering=recovering):
                 return False
         try:
-            if cancel.is_set():  # cancelled before this pass began (a new run may be
-                return False  # stored running before its worker picks it up)
+            # cancelled before this pass began (a new run is stored running before its
+            # worker picks it up)
+            if cancel.is_set():
+                return False
             if recovering and run.attempts + 1 > self.m.max_crash_attempts:
                 self._finish(
                     run,
