@@ -18,6 +18,7 @@ from nicegui import app, ui
 from graphs.headless import key_file_secret
 from studio.api import build_api
 from studio.bootstrap import FirstRun, bootstrap
+from studio.canvas import page_options
 from studio.context import Studio, open_studio
 from studio.settings import Settings
 from studio.web_analytics import WebAnalytics, open_web_analytics
@@ -100,4 +101,5 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080) -> N
         show=False,
         storage_secret=storage_secret_for(settings),
         favicon="◆",
+        **page_options(),  # compiled Tailwind stylesheet (no Tailwind runtime), gzip level
     )

@@ -3,8 +3,10 @@
 `GET /?scenario=NAME` resets the server-side model to a scenario (`basic`, `hostile`,
 `styled`, `grid` with `n=` nodes and `m=` edges; `readonly=1` starts read-only) and shows it;
 `GET /` shows the current model (a reload after edits). `GET /state` returns the model and
-every event received. Run with `python -m tests.e2e.canvas_app` (see `harness.start_server`);
-`CANVAS_TAILWIND=0` serves the page without NiceGUI's Tailwind runtime (for the benchmark).
+every event received. Run with `python -m tests.e2e.canvas_app` (see `harness.start_server`).
+Served as the studio serves its pages (`studio.canvas.page_options`: the compiled Tailwind
+stylesheet, gzip level 1); `CANVAS_DEFAULTS=1` serves it with NiceGUI's defaults instead (its
+Tailwind runtime, gzip level 9), for the benchmark's comparison.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from nicegui import app, ui
 
-from studio.canvas import END, EVENTS, GraphCanvas, auto_layout
+from studio.canvas import END, EVENTS, GraphCanvas, auto_layout, page_options
 from tests.e2e.harness import serve_args
 
 XSS = '<img src=x onerror="window.__pwned=1;alert(1)">'
@@ -293,6 +295,6 @@ if __name__ in {"__main__", "__mp_main__"}:
     ui.run(
         title="Graph canvas test",
         uvicorn_logging_level="warning",
-        tailwind=os.environ.get("CANVAS_TAILWIND", "1") == "1",  # NiceGUI's default: on
+        **({} if os.environ.get("CANVAS_DEFAULTS") == "1" else page_options()),
         **serve_args(),
     )

@@ -33,7 +33,15 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[AppServer]:
+    """Served as the studio serves its pages: the compiled Tailwind stylesheet, no runtime."""
     with running_server("tests.e2e.canvas_app") as app_server:
+        yield app_server
+
+
+@pytest.fixture(scope="module")
+def runtime_server() -> Iterator[AppServer]:
+    """Served with NiceGUI's defaults: its Tailwind runtime compiles the styles in the page."""
+    with running_server("tests.e2e.canvas_app", {"CANVAS_DEFAULTS": "1"}) as app_server:
         yield app_server
 
 
@@ -425,10 +433,14 @@ def tailwind_seed() -> set[str]:
 
 
 def test_tailwind_saw_every_class_of_the_canvas_before_the_graph(
-    page: Page, server: AppServer
+    page: Page, runtime_server: AppServer
 ) -> None:
-    """NiceGUI's Tailwind runtime restyles the page for every class it has not seen yet; the
-    canvas shows it all of its classes at once (TAILWIND_SEED), then drops that element."""
+    """NiceGUI's Tailwind runtime (on where the compiled stylesheet is missing or stale) restyles
+    the page for every class it has not seen yet; the canvas shows it all of its classes at
+    once (TAILWIND_SEED), then drops that element."""
+    server = runtime_server
+    assert page.goto(server.base_url + "/?scenario=basic") is not None
+    expect(page.locator('script[src*="tailwindcss"]')).to_have_count(1)
     seen: set[str] = set()
     for query in ("scenario=styled", "scenario=hostile", "scenario=basic&readonly=1"):
         open_canvas(page, server, query)
@@ -451,3 +463,52 @@ def test_tailwind_saw_every_class_of_the_canvas_before_the_graph(
     page.mouse.up()
     assert {"dragging", "selected", "vue-flow__connection", "gc-diff-added"} <= seen
     assert seen - tailwind_seed() == set()
+
+
+def test_served_with_the_compiled_stylesheet_and_its_modules_preloaded(
+    page: Page, server: AppServer
+) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    open_canvas(page, server)
+    expect(page.locator('script[src*="tailwindcss"]')).to_have_count(0)
+    expect(page.locator("style#studio-tailwind")).to_have_count(1)
+    preloads = page.eval_on_selector_all(
+        'link[rel="modulepreload"]', "links => links.map(link => link.href)"
+    )
+    imports = page.evaluate(
+        """() => Object.fromEntries(Object.entries(JSON.parse(document.querySelector(
+                 'script[type="importmap"]').textContent).imports)
+                 .map(([name, url]) => [name, new URL(url, location.href).href]))"""
+    )
+    names = ("@vue-flow/core", "@vue-flow/background", "@vue-flow/controls", "graph_canvas_minimap")
+    canvas_modules = [imports[name] for name in names]
+    assert set(canvas_modules) <= set(preloads)  # each Vue Flow module and the minimap
+    for url in canvas_modules:  # preloaded, then used: fetched once
+        assert requests.count(url) <= 1, url
+
+
+# NiceGUI's connection popups fade in and out (transitions): left out.
+STYLES = """() => [...document.querySelectorAll(
+    'body *:not(script, style, link, .nicegui-error-popup, .nicegui-error-popup *)')].map(e => {
+  const s = getComputedStyle(e);
+  return [e.tagName, e.getAttribute('class'), ['display', 'position', 'width', 'height',
+    'margin', 'padding', 'color', 'background-color', 'font', 'border', 'border-radius',
+    'box-shadow', 'gap', 'align-items', 'justify-content', 'flex', 'overflow', 'opacity',
+    'transform', 'rotate', 'visibility', 'cursor', 'white-space', 'text-align', 'z-index',
+    'box-sizing', 'outline'].map(p => s.getPropertyValue(p)).join('|')];
+})"""
+
+
+@pytest.mark.parametrize("query", ["scenario=styled", "scenario=hostile&readonly=1"])
+def test_looks_exactly_as_with_niceguis_tailwind_runtime(
+    page: Page, server: AppServer, runtime_server: AppServer, query: str
+) -> None:
+    looks = []
+    for app_server in (runtime_server, server):
+        open_canvas(page, app_server, query)
+        page.wait_for_timeout(300)  # the runtime writes its styles after the page settles
+        looks.append(page.evaluate(STYLES))
+    with_runtime, compiled = looks
+    assert len(with_runtime) == len(compiled) > 50
+    assert [a for a, b in zip(with_runtime, compiled, strict=True) if a != b] == []
