@@ -279,8 +279,14 @@ def report(rows: list[Stats], args: argparse.Namespace, elapsed_s: float) -> str
     ratio_mean = studio.mean_ms / raw.mean_ms
     verdict = "meets" if max(ratio_median, ratio_mean) <= GOAL else "MISSES"
     per_step = (studio.median_ms - raw.median_ms) / NODES
+    flags = "".join(
+        f" --{name}"
+        for name in ("metered", "no-stream-baseline")
+        if getattr(args, name.replace("-", "_"))
+    )
     lines = [
-        f"Command: `{COMMAND} --runs {args.runs} --warmup {args.warmup} --block {args.block}`  ",
+        f"Command: `{COMMAND} --runs {args.runs} --warmup {args.warmup} --block {args.block}"
+        f"{flags}`  ",
         f"Machine: {machine()}  ",
         f"Workload: {NODES} `llm` nodes in a line, scripted model, one text turn each; "
         f"{args.runs} measured runs per side after {args.warmup} warm-up runs, sides "
