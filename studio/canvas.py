@@ -14,6 +14,7 @@ __all__ = [
     "CanvasAssetsMissing",
     "GraphCanvas",
     "auto_layout",
+    "build_hook",
     "check_assets",
     "page_options",
     "tailwind_stylesheet",
@@ -28,6 +29,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 from weakref import WeakSet
@@ -104,6 +106,18 @@ def check_assets(assets: Path | None = None) -> None:
             )
 
 
+def build_hook(assets: Path | None = None) -> ModuleType | None:
+    """`assets/hatch_build.py` (what prepares `dist/`) as a module, or None where it is not (an
+    installed wheel carries only the prepared files)."""
+    hook = (assets or ASSETS_DIR) / "hatch_build.py"
+    spec = importlib.util.spec_from_file_location("_studio_hatch_build", hook)
+    if not hook.is_file() or spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tailwind_stylesheet(assets: Path | None = None) -> str | None:
     """The studio's Tailwind stylesheet (compiled by `assets/hatch_build.py`), or None if it is
     missing or, in a checkout, was compiled from other sources than the current ones."""
@@ -115,13 +129,8 @@ def tailwind_stylesheet(assets: Path | None = None) -> str | None:
         css = path.read_text(encoding="utf-8")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    hook = assets / "hatch_build.py"
-    if (assets / "package-lock.json").is_file() and hook.is_file():  # a checkout
-        spec = importlib.util.spec_from_file_location("_studio_hatch_build", hook)
-        if spec is None or spec.loader is None:
-            return None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    module = build_hook(assets) if (assets / "package-lock.json").is_file() else None
+    if module is not None:  # a checkout
         compiled = path.stat().st_mtime
         edited = any(source.stat().st_mtime > compiled for source in module.tailwind_files(assets))
         # Only edits change what it was compiled from (comparing that takes ~0.3 s here).

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,15 +14,9 @@ from studio import canvas
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_hook_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hatch_build", ROOT / "assets" / "hatch_build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hb = _load_hook_module()
+_hook = canvas.build_hook(ROOT / "assets")
+assert _hook is not None
+hb = _hook
 
 
 def fake_assets(root: Path) -> Path:

@@ -11,11 +11,9 @@ words are Tailwind classes.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 import nicegui
 import pytest
@@ -31,15 +29,9 @@ SELECTOR = re.compile(r"\.((?:[\w-]|\\[^0-9a-fA-F\s]|\\[0-9a-fA-F]{1,6}\s?)+)")
 FIX = "run `python assets/hatch_build.py`"
 
 
-def _load_hook_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hatch_build", ASSETS / "hatch_build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hb = _load_hook_module()
+_hook = canvas.build_hook(ASSETS)
+assert _hook is not None
+hb = _hook
 
 
 def _unescape(selector: str) -> str:
