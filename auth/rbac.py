@@ -63,6 +63,7 @@ from auth.actions import ACTIONS, ROLE_NAMES, Action, role_actions
 from auth.base import ActorLike, Base
 from components.base import TIERS, Tier
 from components.errors import Forbidden, NotFound, UserError
+from components.expressions import PARSE_LOCK
 
 MODEL = """
 [request_definition]
@@ -381,7 +382,8 @@ class Rbac:
             return Decision(False, f"unknown workspace {workspace_id!r}")
         if not _valid_id(user_id):
             return Decision(False, f"unknown user {user_id!r}")
-        allowed, rule = enforcer.enforce_ex(user_id, workspace_id, spec.kind, spec.name)
+        with PARSE_LOCK:  # Casbin parses its matcher with `ast.parse` on every call
+            allowed, rule = enforcer.enforce_ex(user_id, workspace_id, spec.kind, spec.name)
         if allowed:
             role = str(rule[0]).removeprefix(ROLE_PREFIX)
             return Decision(True, f"role {role!r} allows {spec.name!r}")

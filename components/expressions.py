@@ -7,10 +7,12 @@ string, number and expression sizes are bounded so one expression cannot stall a
 
 from __future__ import annotations
 
-__all__ = ["check_expression", "evaluate"]
+__all__ = ["PARSE_LOCK", "check_expression", "evaluate", "parse"]
 
 import ast
+import functools
 import operator
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +23,21 @@ from components.errors import UserError
 MAX_EXPRESSION_LENGTH = 2_000
 MAX_NODES = 300
 MAX_INT_BITS = 4_096
+
+# CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state, so two
+# threads running `ast.parse` at once can fail with "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905). Everything in this process that parses (these
+# expressions; Casbin's matcher, parsed on every enforce) takes this lock first.
+PARSE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(expression: str) -> ast.Expression:
+    """`ast.parse(expression, mode="eval")`, one parse at a time (see PARSE_LOCK) and cached:
+    an edge condition is evaluated at every step that reaches it. The tree is shared: read it,
+    never change it."""
+    with PARSE_LOCK:
+        return ast.parse(expression, mode="eval")
 
 
 def _bounded(result: Any) -> Any:
@@ -94,7 +111,7 @@ def check_expression(expression: str) -> str | None:
     if len(expression) > MAX_EXPRESSION_LENGTH:
         return f"expression is longer than {MAX_EXPRESSION_LENGTH} characters"
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = parse(expression.strip())
     except SyntaxError as exc:
         return f"expression {expression!r} does not parse: {exc.msg}"
     nodes = list(ast.walk(tree))
@@ -116,7 +133,7 @@ def evaluate(expression: str, names: Mapping[str, Any]) -> Any:
     if problem:
         raise UserError(problem)
     try:
-        return _evaluator(names).eval(expression)
+        return _evaluator(names).eval(expression, previously_parsed=parse(expression.strip()).body)
     except simpleeval.InvalidExpression as exc:
         raise UserError(f"expression {expression!r} is not allowed: {exc}") from None
     except (ArithmeticError, TypeError, ValueError, KeyError, IndexError) as exc:

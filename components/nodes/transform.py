@@ -31,7 +31,7 @@ from components.base import (
     StrictModel,
 )
 from components.errors import UserError
-from components.expressions import check_expression, evaluate
+from components.expressions import check_expression, evaluate, parse
 from components.registry import Registry
 
 _RESERVED_PREFIX = "studio_"  # runtime keys such as studio_output and studio_tainted
@@ -70,9 +70,7 @@ def _reserved(name: str) -> bool:
 
 def _names_read(expression: str) -> frozenset[str]:
     """The names an expression mentions (only those fields are copied for it)."""
-    return frozenset(
-        n.id for n in ast.walk(ast.parse(expression.strip())) if isinstance(n, ast.Name)
-    )
+    return frozenset(n.id for n in ast.walk(parse(expression.strip())) if isinstance(n, ast.Name))
 
 
 def _check(node_id: str, config: Config, state_fields: Mapping[str, str]) -> None:

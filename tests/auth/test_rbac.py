@@ -4,6 +4,7 @@ and tool-tier floors. Real SQLite files; expectations come from the role data in
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -313,6 +314,58 @@ def test_a_large_workspace_loads_in_milliseconds(rbac: Rbac) -> None:
     assert rbac.authorize(Actor(HOME, "user-1"), "run:start").allowed  # user-1 is a runner
     assert not rbac.authorize(Actor(HOME, "user-0"), "run:start").allowed  # a viewer
     assert time.perf_counter() - started < 2.0
+
+
+class _Cycle:
+    """Garbage only the cycle collector frees; its finalizer runs Python code, so the collector,
+    started by any allocation (the AST constructor's too), can switch threads."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        sum(range(50))
+
+
+def test_decisions_and_expressions_from_many_threads_at_once(rbac: Rbac) -> None:
+    """CPython 3.11's `ast.parse` is not safe to run in two threads at once (SystemError:
+    AST constructor recursion depth mismatch); Casbin parses its matcher on every decision
+    and edge conditions parse too. Seen once in CI (an inbox page test); here provoked."""
+    from components.expressions import evaluate
+
+    rbac.assign_roles([(HOME, "alice", "runner")])
+    failures: list[BaseException] = []
+
+    def decide(offset: int) -> None:
+        try:
+            for i in range(300):  # a new user each time: no cached decision, Casbin decides
+                rbac.authorize(Actor(HOME, f"u{offset}-{i}"), "run:start")
+                _Cycle()
+        except BaseException as exc:
+            failures.append(exc)
+
+    def conditions(offset: int) -> None:
+        try:
+            for i in range(300):  # a new expression each time: parsed, not cached
+                assert evaluate(f"x + {offset * 1000 + i} > 0 and len(y) == 2", {"x": 1, "y": "ab"})
+                _Cycle()
+        except BaseException as exc:
+            failures.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [
+            threading.Thread(target=f, args=(n,)) for n in range(2) for f in (decide, conditions)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert failures == []
+    assert rbac.authorize(Actor(HOME, "alice"), "run:start").allowed
 
 
 # --- membership queries --------------------------------------------------------------------
