@@ -26,9 +26,11 @@ MAX_INT_BITS = 4_096
 
 # CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state, so two
 # threads running `ast.parse` at once can fail with "SystemError: AST constructor recursion
-# depth mismatch" (python/cpython#106905). Everything in this process that parses (these
-# expressions; Casbin's matcher, parsed on every enforce) takes this lock first.
-PARSE_LOCK = threading.Lock()
+# depth mismatch" (python/cpython#106905). The studio's code that parses takes this lock
+# first: these expressions, Casbin's matcher (parsed on every enforce, `auth.rbac`) and building
+# a LangGraph graph (`graphs.compiler`: `inspect.signature` of builtin reducers and node
+# functions' source are parsed). Reentrant: compiling a graph evaluates and checks expressions.
+PARSE_LOCK = threading.RLock()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -27,7 +27,7 @@ from langgraph.types import Send
 
 from components.base import BuildContext, RunContext, Tool
 from components.errors import UserError
-from components.expressions import evaluate
+from components.expressions import PARSE_LOCK, evaluate
 from components.registry import Registry
 from graphs.governance import GovernedToolCaller
 from graphs.ledger import EffectLedger
@@ -94,7 +94,23 @@ def compile_document(
     store: BaseStore | None = None,
     depth: int = 0,
 ) -> CompiledGraph:
-    """Compile a validated document (see `graphs.validation.load_document`)."""
+    """Compile a validated document (see `graphs.validation.load_document`).
+
+    Under PARSE_LOCK: LangGraph parses while it builds a graph (`inspect.signature` of the
+    reducers, which are builtins, and the source of every node function)."""
+    with PARSE_LOCK:
+        return _compile(doc, registry, ledger, checkpointer=checkpointer, store=store, depth=depth)
+
+
+def _compile(
+    doc: GraphDocument,
+    registry: Registry,
+    ledger: EffectLedger,
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    store: BaseStore | None,
+    depth: int,
+) -> CompiledGraph:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise UserError(f"sub-graphs nest deeper than {MAX_SUBGRAPH_DEPTH} levels")
     tools = _build_tools(doc, registry)

@@ -15,6 +15,7 @@ from typing import Any
 import casbin
 import pytest
 from sqlalchemy import Engine, insert
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy_adapter import Adapter
 
 from auth.actions import ACTIONS, ROLE_NAMES, ROLES, markdown_table, role_actions
@@ -29,10 +30,14 @@ from auth.rbac import (
 )
 from components.base import HttpPolicy, max_tier
 from components.errors import Forbidden, NotFound, UserError
+from components.registry import default_registry
 from graphs.approvals import ApprovalAuthority, ApprovalView
+from graphs.compiler import compile_document
 from graphs.db import make_engine
 from graphs.headless import Runtime, open_runtime
 from graphs.identity import Actor
+from graphs.ledger import EffectLedger
+from graphs.validation import load_document
 from tests.conftest import support_doc
 from tests.loopback.http_receiver import HttpReceiver
 
@@ -329,8 +334,9 @@ class _Cycle:
 
 def test_decisions_and_expressions_from_many_threads_at_once(rbac: Rbac) -> None:
     """CPython 3.11's `ast.parse` is not safe to run in two threads at once (SystemError:
-    AST constructor recursion depth mismatch); Casbin parses its matcher on every decision
-    and edge conditions parse too. Seen once in CI (an inbox page test); here provoked."""
+    AST constructor recursion depth mismatch): Casbin parses its matcher on every decision,
+    edge conditions parse, and LangGraph parses node functions' source when a graph compiles.
+    Seen in CI (inbox page tests: a decision racing a worker's compile); here provoked."""
     from components.expressions import evaluate
 
     rbac.assign_roles([(HOME, "alice", "runner")])
@@ -352,12 +358,34 @@ def test_decisions_and_expressions_from_many_threads_at_once(rbac: Rbac) -> None
         except BaseException as exc:
             failures.append(exc)
 
+    registry = default_registry()  # imports every component first (import time parses too)
+    document = load_document(
+        {
+            "schema_version": 1,
+            "name": "One step",
+            "entry": "step",
+            "nodes": [{"id": "step", "type": "transform", "config": {"assign": {"n": "1"}}}],
+            "edges": [{"source": "step", "target": "__end__"}],
+            "state": [{"name": "n", "type": "number"}],
+        },
+        registry,
+    )
+
+    def compile_graphs() -> None:
+        try:
+            for _ in range(40):  # LangGraph parses reducers' signatures and nodes' source
+                compile_document(document, registry, EffectLedger(sessionmaker()))
+                _Cycle()
+        except BaseException as exc:
+            failures.append(exc)
+
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
     try:
         threads = [
             threading.Thread(target=f, args=(n,)) for n in range(2) for f in (decide, conditions)
         ]
+        threads.append(threading.Thread(target=compile_graphs))
         for thread in threads:
             thread.start()
         for thread in threads:
