@@ -141,8 +141,37 @@ def running_server(module: str, env: Mapping[str, str] | None = None) -> Iterato
         server.stop()
 
 
+# Headless Chromium preloads its omnibox popup (WebUI pages in a renderer of their own) for
+# every new window, that is for every browser context: 200-750 ms of CPU on the machine's two
+# cores while the page under test loads, and nothing a page can see. Chromium keeps only the
+# last `--disable-features`, and Playwright passes a list of its own, so these extend that
+# list (read from the browser's command line, see `launch_chromium`).
+QUIET_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup")
+_disabled_features: list[str] | None = None  # Playwright's list + QUIET_FEATURES, once known
+
+
+def browser_switch(browser: Any, name: str) -> list[str]:
+    """The comma-separated values of the browser process's `name=` switch (Linux /proc)."""
+    processes = browser.new_browser_cdp_session().send("SystemInfo.getProcessInfo")
+    pid = next(p["id"] for p in processes["processInfo"] if p["type"] == "browser")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
+    return values[-1].split(",") if values else []
+
+
 def launch_chromium(playwright: Any) -> Any:
-    """Debian's Chromium, headless, through Playwright's Python client."""
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
-    )
+    """Debian's Chromium, headless, through Playwright's Python client, without the omnibox
+    popup's renderer (QUIET_FEATURES). The first launch in a process reads Playwright's
+    `--disable-features` and launches again with QUIET_FEATURES added to them."""
+    global _disabled_features
+    for _ in range(2):
+        args = list(CHROMIUM_ARGS)
+        if _disabled_features is not None:
+            args.append("--disable-features=" + ",".join(_disabled_features))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        disabled = browser_switch(browser, "--disable-features")
+        if set(QUIET_FEATURES) <= set(disabled):
+            return browser
+        browser.close()
+        _disabled_features = list(dict.fromkeys([*disabled, *QUIET_FEATURES]))
+    raise RuntimeError(f"Chromium ignored --disable-features={','.join(QUIET_FEATURES)}")

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.e2e.conftest import BrowserWatch
-from tests.e2e.harness import start_server
+from tests.e2e.harness import QUIET_FEATURES, browser_switch, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,22 @@ def test_the_watch_records_console_errors_page_errors_dialogs_and_outside_reques
     assert "page error:" in report and "uncaught" in report
     assert "alert dialog: 'injected'" in report
     assert "request left the machine: https://cdn.example.com/lib.js" in report
+
+
+def test_the_browser_keeps_playwrights_switches_and_opens_no_omnibox_popup(
+    browser: Browser,
+) -> None:
+    disabled = browser_switch(browser, "--disable-features")
+    assert set(QUIET_FEATURES) <= set(disabled)
+    assert {"PaintHolding", "ThirdPartyStoragePartitioning", "MediaRouter"} <= set(disabled)
+    cdp = browser.new_browser_cdp_session()
+    context = browser.new_context()
+    try:
+        context.new_page().set_content("<p>a new window</p>")
+        targets = cdp.send("Target.getTargets")["targetInfos"]
+    finally:
+        context.close()
+    assert [t["type"] for t in targets] == ["page"], targets  # no chrome://omnibox-popup...
 
 
 def test_a_server_that_cannot_start_reports_its_output() -> None:
