@@ -14,9 +14,11 @@ open uses a fresh browser context, so nothing is cached.
   and shows as selected (the click waits until the node is rendered, measured and still).
   Goal: < 1.5 s for 300 nodes / 400 edges, served as the studio serves it. "main-thread CPU"
   is the page's renderer main thread's CPU time over the same span (trace events), which
-  machine load distorts far less. Only processes the trace names "Renderer" count: headless
-  Chromium 156 sometimes starts its omnibox popup ("WebUI Top Renderer") during an open, and
-  its 200-750 ms of CPU are not the page's (results before 2026-11-26 17:00 counted them).
+  machine load distorts far less. Only processes the trace names "Renderer" count. The
+  browser is `harness.launch_chromium`'s: without the omnibox popup that headless Chromium
+  otherwise preloads in a renderer of its own for every new context (200-750 ms of CPU on
+  the same two cores during each open; results before 2026-11-27 05:30 include it in wall
+  time, and before 2026-11-26 17:00 in CPU time too).
 - drag: that node is dragged 600 px in 60 mouse moves (one CDP input event each, as fast as
   the page takes them) while a requestAnimationFrame loop records frame times: p50 / p95 /
   max frame time, and main-thread CPU per move. The drag must reach the server as a `move`.
