@@ -152,7 +152,11 @@ _disabled_features: list[str] | None = None  # Playwright's list + QUIET_FEATURE
 
 def browser_switch(browser: Any, name: str) -> list[str]:
     """The comma-separated values of the browser process's `name=` switch (Linux /proc)."""
-    processes = browser.new_browser_cdp_session().send("SystemInfo.getProcessInfo")
+    cdp = browser.new_browser_cdp_session()
+    try:
+        processes = cdp.send("SystemInfo.getProcessInfo")
+    finally:
+        cdp.detach()
     pid = next(p["id"] for p in processes["processInfo"] if p["type"] == "browser")
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
