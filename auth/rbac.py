@@ -27,6 +27,7 @@ __all__ = [
     "ApprovalLike",
     "CasbinRule",
     "Decision",
+    "LastAdmin",
     "PolicyVersion",
     "Rbac",
     "RbacApprovalAuthority",
@@ -174,6 +175,10 @@ def _check_id(what: str, value: str) -> None:
 def _check_role(role: str) -> None:
     if role not in ROLE_NAMES:
         raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLE_NAMES)}")
+
+
+class LastAdmin(UserError):
+    """A membership change that would leave a workspace without an admin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +467,63 @@ class Rbac:
             return bool(_rowcount(conn.execute(delete(CasbinRule).where(*where))))
 
         return self._write([workspace_id], change)
+
+    def set_member(
+        self,
+        workspace_id: str,
+        user_id: str,
+        role: str | None,
+        *,
+        counts_as_admin: Callable[[str], bool] = lambda user_id: True,
+    ) -> set[str]:
+        """Make `role` the member's only role in the workspace (None: remove them from it);
+        returns the roles they held before (nothing changes when that was exactly `role`).
+
+        Refuses (`LastAdmin`) to take the admin role from the workspace's last admin: another
+        admin counts if `counts_as_admin(their id)` (e.g. their account is enabled). The check
+        and the change are one transaction that holds the policy's write lock from its first
+        statement, so no two changes, in this process or any other, can each take the role
+        from one of the last two admins.
+        """
+        _check_id("workspace id", workspace_id)
+        _check_id("user id", user_id)
+        if role is not None:
+            _check_role(role)
+        wanted = {role} if role is not None else set()
+        t = CasbinRule.__table__.c
+        held: set[str] = set()
+
+        def change(conn: Connection) -> bool:
+            members: dict[str, set[str]] = {}
+            query = select(t.v0, t.v1).where(t.ptype == "g", t.v2 == workspace_id)
+            for member, role_name in conn.execute(query):
+                members.setdefault(str(member), set()).add(_role_name(role_name))
+            held.update(members.get(user_id, ()))
+            if held == wanted:
+                return False
+            if "admin" in held and "admin" not in wanted:
+                admins = [m for m, roles in members.items() if m != user_id and "admin" in roles]
+                if not any(counts_as_admin(m) for m in admins):
+                    raise LastAdmin(
+                        f"{user_id} is the last admin of workspace {workspace_id!r}: make "
+                        "another member an admin first"
+                    )
+            gone = [ROLE_PREFIX + r for r in held - wanted]
+            if gone:
+                conn.execute(
+                    delete(CasbinRule).where(
+                        t.ptype == "g", t.v0 == user_id, t.v2 == workspace_id, t.v1.in_(gone)
+                    )
+                )
+            if role is not None and role not in held:
+                conn.execute(
+                    insert(CasbinRule),
+                    [{"ptype": "g", "v0": user_id, "v1": ROLE_PREFIX + role, "v2": workspace_id}],
+                )
+            return True
+
+        self._write([workspace_id], change)
+        return held
 
     def forget_user(self, user_id: str) -> set[str]:
         """Remove `user_id` from every workspace (account deleted); returns the workspaces."""

@@ -51,7 +51,7 @@ from graphs.headless import LOCAL_WORKSPACE, local_actor
 from graphs.identity import Actor
 from studio.context import Studio, open_studio
 from studio.settings import Settings
-from studio.workspace_admin import keep_an_admin as _keep_an_admin
+from studio.workspace_admin import change_member
 from studio.workspace_admin import token_status as _token_status
 
 TOKEN_ENV = "STUDIO_TOKEN"  # noqa: S105 (the variable's name, not a token)
@@ -283,16 +283,11 @@ def cmd_members_add(args: argparse.Namespace) -> int:
         actor, _ = _admin_in(studio, args.workspace, "member:manage")
         user_id = _user_id(studio, args.email)
         email = args.email.strip().lower()
-        held = studio.rbac.roles_of(args.workspace, user_id)
+        held = change_member(studio, args.workspace, user_id, email, args.role)
         result = {"workspace_id": args.workspace, "email": email, "role": args.role}
         if held == {args.role}:
             emit(args, result, lambda _: f"{email} already has role {args.role}")
             return 0
-        if "admin" in held and args.role != "admin":
-            _keep_an_admin(studio, args.workspace, user_id, email)
-        studio.rbac.assign_role(args.workspace, user_id, args.role)
-        for role in held - {args.role}:
-            studio.rbac.revoke_role(args.workspace, user_id, role)
         details: dict[str, Any] = {"email": email, "role": args.role}
         if held:
             details["previous"] = sorted(held)
@@ -312,12 +307,9 @@ def cmd_members_remove(args: argparse.Namespace) -> int:
     with open_cli_studio(args) as studio:
         actor, _ = _admin_in(studio, args.workspace, "member:manage")
         user = studio.accounts.get_user_by_email(args.email)
-        held = studio.rbac.roles_of(args.workspace, user.user_id)
+        held = change_member(studio, args.workspace, user.user_id, user.email, None)
         if not held:
             raise NotFound(f"{user.email} is not a member of workspace {args.workspace!r}")
-        if "admin" in held:
-            _keep_an_admin(studio, args.workspace, user.user_id, user.email)
-        studio.rbac.revoke_role(args.workspace, user.user_id)
         revoked = studio.tokens.revoke_owner_tokens(user.user_id, workspace_id=args.workspace)
         studio.audit.record(
             "member.removed",

@@ -19,9 +19,9 @@ __all__ = [
     "ToolPolicy",
     "audit_chain",
     "audit_entries",
+    "change_member",
     "create_token",
     "delete_secret",
-    "keep_an_admin",
     "list_members",
     "list_secrets",
     "list_tokens",
@@ -36,13 +36,13 @@ __all__ = [
 ]
 
 import re
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auth.actions import ACTIONS, ROLE_NAMES
 from auth.audit import AUDIT_ACTIONS, MAX_PAGE, AuditRecord
+from auth.rbac import LastAdmin
 from auth.tokens import TokenView
 from auth.vault import SecretInfo
 from components.base import TIERS, Tier
@@ -52,7 +52,6 @@ from studio.context import Studio
 
 MAX_EXPIRES_DAYS = 3650
 TOOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # as graph documents name tools
-_MEMBER_CHANGES = threading.Lock()  # the last-admin check and the change, one at a time
 
 
 def _require(studio: Studio, actor: Actor, action: str) -> None:
@@ -75,20 +74,31 @@ class MemberView:
     disabled: bool
 
 
-def keep_an_admin(studio: Studio, workspace_id: str, user_id: str, email: str) -> None:
-    """Refuse to take the admin role from the workspace's last (enabled) admin."""
-    for other, roles in studio.rbac.members(workspace_id).items():
-        if other == user_id or "admin" not in roles:
-            continue
-        try:
-            if studio.accounts.get_user(other).disabled_at is None:
-                return
-        except NotFound:
-            continue
-    raise UserError(
-        f"{email} is the last admin of workspace {workspace_id!r}: make another member an "
-        "admin first"
-    )
+def change_member(
+    studio: Studio, workspace_id: str, user_id: str, email: str, role: str | None
+) -> set[str]:
+    """Make `role` the member's only role (None: remove them); returns the roles held before.
+
+    The workspace's last enabled admin keeps the role: the check and the change are one
+    transaction (`Rbac.set_member`), so two changes at once, in any processes, cannot each
+    take it from one of the last two admins.
+    """
+    try:
+        return studio.rbac.set_member(
+            workspace_id, user_id, role, counts_as_admin=lambda other: _enabled(studio, other)
+        )
+    except LastAdmin:
+        raise UserError(
+            f"{email} is the last admin of workspace {workspace_id!r}: make another member an "
+            "admin first"
+        ) from None
+
+
+def _enabled(studio: Studio, user_id: str) -> bool:
+    try:
+        return studio.accounts.get_user(user_id).disabled_at is None
+    except NotFound:
+        return False
 
 
 def _member(studio: Studio, user_id: str, roles: set[str]) -> MemberView:
@@ -117,15 +127,9 @@ def set_member_role(studio: Studio, actor: Actor, email: str, role: str) -> Memb
     if user.disabled_at is not None:
         raise UserError(f"user {user.email!r} is disabled")
     workspace_id = actor.workspace_id
-    with _MEMBER_CHANGES:
-        held = studio.rbac.roles_of(workspace_id, user.user_id)
-        if held == {role}:
-            return _member(studio, user.user_id, held)
-        if "admin" in held and role != "admin":
-            keep_an_admin(studio, workspace_id, user.user_id, user.email)
-        studio.rbac.assign_role(workspace_id, user.user_id, role)
-        for old in held - {role}:
-            studio.rbac.revoke_role(workspace_id, user.user_id, old)
+    held = change_member(studio, workspace_id, user.user_id, user.email, role)
+    if held == {role}:
+        return _member(studio, user.user_id, held)
     details: dict[str, Any] = {"email": user.email, "role": role}
     if held:
         details["previous"] = sorted(held)
@@ -143,14 +147,12 @@ def remove_member(studio: Studio, actor: Actor, user_id: str) -> int:
     """Remove a member (every role) and revoke their tokens here; returns how many tokens."""
     _require(studio, actor, "member:manage")
     workspace_id = actor.workspace_id
-    with _MEMBER_CHANGES:
-        held = studio.rbac.roles_of(workspace_id, user_id)
-        if not held:
-            raise NotFound(f"member {user_id!r} not found")
-        email = _member(studio, user_id, held).email or user_id
-        if "admin" in held:
-            keep_an_admin(studio, workspace_id, user_id, email)
-        studio.rbac.revoke_role(workspace_id, user_id)
+    if not studio.rbac.roles_of(workspace_id, user_id):
+        raise NotFound(f"member {user_id!r} not found")
+    email = _member(studio, user_id, set()).email or user_id
+    held = change_member(studio, workspace_id, user_id, email, None)
+    if not held:
+        raise NotFound(f"member {user_id!r} not found")  # removed a moment ago
     revoked = studio.tokens.revoke_owner_tokens(user_id, workspace_id=workspace_id)
     studio.audit.record(
         "member.removed",

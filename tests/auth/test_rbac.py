@@ -4,6 +4,7 @@ and tool-tier floors. Real SQLite files; expectations come from the role data in
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from auth.rbac import (
     MODEL,
     CasbinRule,
     Decision,
+    LastAdmin,
     Rbac,
     RbacApprovalAuthority,
     Resource,
@@ -421,6 +423,76 @@ def test_assigning_checks_the_role_and_is_idempotent(rbac: Rbac) -> None:
     assert rbac.assign_role(HOME, "alice", "admin")
     assert not rbac.assign_role(HOME, "alice", "admin")
     assert rbac.members(HOME) == {"alice": {"admin"}}
+
+
+def test_set_member_makes_one_role_and_keeps_the_last_admin(rbac: Rbac) -> None:
+    rbac.assign_roles([(HOME, "alice", "admin"), (HOME, "bob", "editor"), (HOME, "bob", "runner")])
+    before = rbac.policy_version(HOME)
+    assert rbac.set_member(HOME, "bob", "viewer") == {"editor", "runner"}
+    assert rbac.members(HOME) == {"alice": {"admin"}, "bob": {"viewer"}}
+    assert rbac.set_member(HOME, "bob", "viewer") == {"viewer"}  # no change, no new version
+    assert rbac.policy_version(HOME) == before + 1
+    with pytest.raises(LastAdmin, match="last admin of workspace 'acme'"):
+        rbac.set_member(HOME, "alice", "editor")
+    with pytest.raises(LastAdmin):
+        rbac.set_member(HOME, "alice", None)
+    assert rbac.members(HOME) == {"alice": {"admin"}, "bob": {"viewer"}}  # nothing changed
+    rbac.set_member(HOME, "bob", "admin")
+    with pytest.raises(LastAdmin):  # bob does not count (say, a disabled account)
+        rbac.set_member(HOME, "alice", None, counts_as_admin=lambda user: user != "bob")
+    assert rbac.set_member(HOME, "alice", None) == {"admin"}  # bob counts by default
+    assert rbac.members(HOME) == {"bob": {"admin"}}
+    assert rbac.set_member(HOME, "alice", None) == set()  # not a member: nothing to do
+    assert not rbac.authorize(Actor(HOME, "alice"), "graph:read").allowed
+    with pytest.raises(UserError, match="unknown role"):
+        rbac.set_member(HOME, "bob", "owner")
+
+
+def _demote_in_each(db_paths: list[str], user: str, start: Any, outcomes: Any) -> None:
+    """In a process of its own: at each barrier, take `user`'s admin role in the next file."""
+    for path in db_paths:
+        rbac = Rbac(make_engine(f"sqlite:///{path}"))
+        start.wait()
+        try:
+            rbac.set_member(HOME, user, "viewer")
+            outcomes.put((path, user, "demoted"))
+        except LastAdmin:
+            outcomes.put((path, user, "refused"))
+
+
+def test_two_processes_cannot_each_demote_one_of_the_last_two_admins(tmp_path: Path) -> None:
+    """The last-admin check and the change are one transaction under the policy's write lock:
+    two processes demoting alice and bob at the same moment leave exactly one admin."""
+    rounds = 12
+    paths = []
+    for i in range(rounds):
+        engine = new_engine(tmp_path / f"race-{i}.db")
+        rbac = Rbac(engine)
+        rbac.sync_role_templates()
+        rbac.assign_roles([(HOME, "alice", "admin"), (HOME, "bob", "admin")])
+        engine.dispose()
+        paths.append(str(tmp_path / f"race-{i}.db"))
+    ctx = multiprocessing.get_context("spawn")
+    start, outcomes = ctx.Barrier(2), ctx.Queue()
+    workers = [
+        ctx.Process(target=_demote_in_each, args=(paths, user, start, outcomes))
+        for user in ("alice", "bob")
+    ]
+    for worker in workers:
+        worker.start()
+    results = [outcomes.get(timeout=60) for _ in range(2 * rounds)]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    for path in paths:
+        seen = sorted(outcome for p, _, outcome in results if p == path)
+        assert seen == ["demoted", "refused"], (path, seen)
+        admins = [
+            u
+            for u, roles in Rbac(make_engine(f"sqlite:///{path}")).members(HOME).items()
+            if "admin" in roles
+        ]
+        assert len(admins) == 1, (path, admins)
 
 
 # --- approval authority --------------------------------------------------------------------
