@@ -87,11 +87,13 @@ def texts(user: User, marker: str) -> list[str]:
     return [str(getattr(e, "text", "")) for e in user.find(marker=marker).elements]
 
 
-def with_tokens(user: User, marker: str) -> list[str] | None:
-    """The texts of the task card with `marker` once it shows token counts."""
+def with_tokens(user: User, marker: str, also: str = "") -> list[str] | None:
+    """The texts of the task card with `marker` once it shows token counts (and `also`)."""
     for card in user.find(marker=marker).elements:
         shown = [str(getattr(e, "text", "")) for e in card.descendants()]
-        if any(" in · " in text and " out" in text for text in shown):
+        if any(" in · " in text and " out" in text for text in shown) and any(
+            also in text for text in shown
+        ):
             return shown
     return None
 
@@ -185,7 +187,9 @@ async def test_live_tokens_steps_and_model_markup_shown_as_text(seeded: Seeded, 
     await until(lambda: expected in texts(user, "stream"))  # the streamed tokens, as text
     for kind in ("node_started agent", "node_finished agent", "run_status"):
         await user.should_see(marker="event", content=kind, retries=200)
-    shown = await until(lambda: with_tokens(user, "task-agent"))
+    # A refresh between the step's end event and its saved writes shows the token counts
+    # before what the model saw; the refresh after the run's end shows both.
+    shown = await until(lambda: with_tokens(user, "task-agent", "You answer in one line."))
     assert "—" in shown  # the cost: not metered for this model, so unknown, never "$0"
     assert not any(text.startswith("$0") for text in shown)
     assert any("You answer in one line." in text for text in shown)  # what the model saw
