@@ -223,7 +223,7 @@ class GraphCanvas(
         self._props["readonly"] = readonly
         ui.add_css(_page_css(ASSETS_DIR))
         client = context.client
-        if client not in _PRELOADED and not client._response_built:
+        if client not in _PRELOADED:  # once a page (a canvas added later gets them by script)
             _PRELOADED.add(client)
             ui.add_head_html(_module_preloads(client, self.exposed_libraries))
         # Keep the props in step with what the browser already shows, without a round trip,

@@ -130,12 +130,17 @@ def test_build_configure_save_reload_undo_redo(
     prompt.fill("Write about {{ topic }}")
     expect(node(page, "llm_1")).to_contain_text("Writer")
     # undo the last edit (the prompt) and redo it, with the keyboard on the canvas
+    # (each click waits for the server's new graph: a graph arriving right after a click
+    # carries the selection the server knew before it, and the click's selection is lost)
+    expect(node(page, "llm_1")).to_contain_text("reads 'topic'")  # the prompt's problem
     page.locator(".vue-flow__pane").click(position={"x": 40, "y": 40})
     page.keyboard.press("Control+z")
+    expect(node(page, "llm_1")).not_to_contain_text("reads 'topic'")
     node(page, "llm_1").click()
     expect(panel.get_by_label("Prompt", exact=True)).to_have_value("")
     page.locator(".vue-flow__pane").click(position={"x": 40, "y": 40})
     page.keyboard.press("Control+Shift+Z")
+    expect(node(page, "llm_1")).to_contain_text("reads 'topic'")
     node(page, "llm_1").click()
     expect(panel.get_by_label("Prompt", exact=True)).to_have_value("Write about {{ topic }}")
     page.get_by_test_id("save").click()
