@@ -400,13 +400,21 @@ export default {
       if (signature === this.appliedGraph) return;
       this.appliedGraph = signature;
       const graph = buildGraph(nodes, edges);
+      const known = JSON.stringify(this.selectionOf(graph.nodes, graph.edges));
+      if (this.selectionQueued) {
+        // A selection made here that the server has not heard yet (its `select` is queued):
+        // this graph was built before it, so the person's newer choice stays and is sent.
+        const unsent = this.currentSelection();
+        for (const n of graph.nodes) n.selected = unsent.nodes.includes(n.id);
+        for (const e of graph.edges) e.selected = unsent.edges.includes(e.id);
+      }
       this.positions = new Map(graph.nodes.map((n) => [n.id, { ...n.position }]));
       this.flow.setNodes(graph.nodes);
       // The first graph's edges wait until its nodes are measured: an edge drawn before that
       // is drawn again for every change of its nodes' sizes and handles (four times in all).
       if (this.fitted || !graph.nodes.length) this.flow.setEdges(graph.edges);
       else this.pendingEdges = graph.edges;
-      this.lastSelection = JSON.stringify(this.selectionOf(graph.nodes, graph.edges));
+      this.lastSelection = known; // what the server knows
     },
     fitView() {
       this.flow?.fitView({ padding: 0.15, maxZoom: 1 });

@@ -23,6 +23,7 @@ from tests.e2e.canvas_page import (
     node,
     open_canvas,
     shift_click,
+    state,
     viewport,
     wait_state,
 )
@@ -196,6 +197,48 @@ def test_select_shift_click_box_select_and_clear(page: Page, server: AppServer) 
 
     page.mouse.click(pane["x"] + pane["width"] / 2, pane["y"] + pane["height"] - 30)
     wait_state(server, lambda s: events(s, "select")[-1] == {"nodes": [], "edges": []})
+
+
+HOLD_SELECTION_EMIT = """() => {
+  const original = window.setTimeout;
+  window.__held = [];
+  window.setTimeout = function (fn, ms, ...rest) {  // only the canvas's queued `select`
+    if (typeof fn === 'function' && String(fn).includes('selectionQueued')) {
+      window.__held.push(fn);
+      return 0;
+    }
+    return original.call(this, fn, ms, ...rest);
+  };
+  window.__release = () => {
+    window.setTimeout = original;
+    window.__held.splice(0).forEach((f) => f());
+  };
+}"""
+
+
+def test_a_click_is_not_lost_to_a_graph_that_arrives_before_its_select_is_sent(
+    page: Page, server: AppServer
+) -> None:
+    open_canvas(page, server)
+    page.evaluate(HOLD_SELECTION_EMIT)
+    node(page, "a").click()  # selected here; its `select` waits in the queue
+    pushes = state(server)["pushes"]
+    before = flow_position(page, "b")
+    page.locator('[data-action="layout"]').click()  # the server moves nodes, sends a graph
+    wait_state(server, lambda s: s["pushes"] > pushes)
+    page.wait_for_function(  # the graph is on the page (built before the server heard of a)
+        """(before) => { const m = new DOMMatrix(getComputedStyle(document.querySelector(
+             '.vue-flow__node[data-id="b"]')).transform);
+           return m.e !== before[0] || m.f !== before[1]; }""",
+        arg=before,
+    )
+    assert events(state(server), "select") == []  # the server has not heard of the click
+    page.evaluate("() => window.__release()")
+    current = wait_state(
+        server, lambda s: events(s, "select")[-1:] == [{"nodes": ["a"], "edges": []}]
+    )
+    assert [n["id"] for n in current["nodes"] if n.get("selected")] == ["a"]
+    expect(node(page, "a")).to_have_class(re.compile(r"\bselected\b"))
 
 
 def test_delete_key_and_toolbar_remove_the_selection_never_the_end(
