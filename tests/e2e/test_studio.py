@@ -130,8 +130,8 @@ def test_build_configure_save_reload_undo_redo(
     prompt.fill("Write about {{ topic }}")
     expect(node(page, "llm_1")).to_contain_text("Writer")
     # undo the last edit (the prompt) and redo it, with the keyboard on the canvas
-    # (each click waits for the server's new graph: a graph arriving right after a click
-    # carries the selection the server knew before it, and the click's selection is lost)
+    # (each click waits for the server's new graph, so that a click and a graph never cross:
+    # see test_a_click_is_not_lost_to_a_graph_that_arrives_before_its_select_is_sent)
     expect(node(page, "llm_1")).to_contain_text("reads 'topic'")  # the prompt's problem
     page.locator(".vue-flow__pane").click(position={"x": 40, "y": 40})
     page.keyboard.press("Control+z")
