@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-__all__ = ["affected", "checkpoint_connection", "make_engine", "migrate", "open_checkpointer"]
+__all__ = [
+    "DriverStatement",
+    "affected",
+    "checkpoint_connection",
+    "make_engine",
+    "migrate",
+    "open_checkpointer",
+]
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from alembic import command
 from alembic.config import Config
 from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
 from graphs.failpoints import armed, failpoint
 
@@ -56,6 +74,82 @@ def affected(session: Session, statement: Executable) -> int:
     """Run an UPDATE/DELETE and return how many rows it changed (compare-and-set)."""
     result = session.execute(statement)
     return int(cast(CursorResult[Any], result).rowcount)
+
+
+class DriverStatement:
+    """A Core statement compiled once for one dialect and executed as that SQL through
+    `Connection.exec_driver_sql`: for the few statements every run executes (its row's
+    INSERT and final UPDATE, its events' INSERT).
+
+    Core's per-execution work (parameter processing, result metadata) cost ~0.25 ms a
+    statement where a run executes it, after LangGraph's steps have left the CPU caches
+    cold: several times the statement itself (tests/bench/RESULTS.md, runtime). Values
+    still pass through each parameter type's bind processor and returned columns through
+    their types' result processors, so they are stored and read exactly as Core would.
+    Values the statement holds (`.values(attempts=0)`) are sent as bound. No expanding IN:
+    its SQL is made per execution.
+    """
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        dialect: Dialect,
+        *,
+        keys: Sequence[str] | None = None,
+        returning: Sequence[ColumnElement[Any]] = (),
+    ) -> None:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(dialect=dialect, column_keys=list(keys) if keys else None),
+        )
+        if compiled.post_compile_params:
+            raise ValueError("a DriverStatement cannot hold an expanding IN")
+        self.sql = str(compiled)
+        self._positional = compiled.positional
+        binds = compiled.binds
+        if compiled.positional:
+            self._names = list(compiled.positiontup or ())
+        else:
+            self._names = list(dict.fromkeys(compiled.bind_names.values()))
+        self._own = {name: binds[name].value for name in self._names if not binds[name].required}
+        self._convert = [
+            (index, convert)
+            for index, name in enumerate(self._names)
+            if (convert := binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        self._returning = [
+            (str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
+            for column in returning
+        ]
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """The driver's parameters for `values`, by bind name: every parameter the statement
+        leaves open is required (KeyError), its own values are sent as they are."""
+        own = self._own
+        row = [own[name] if name in own else values[name] for name in self._names]
+        for index, convert in self._convert:
+            row[index] = convert(row[index])
+        return tuple(row) if self._positional else dict(zip(self._names, row, strict=True))
+
+    def execute(self, conn: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
+        return conn.exec_driver_sql(self.sql, self.params(values))
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        conn.exec_driver_sql(self.sql, [self.params(row) for row in rows])
+
+    @property
+    def returns(self) -> bool:
+        return bool(self._returning)
+
+    def returned(self, result: CursorResult[Any]) -> dict[str, Any] | None:
+        """The first returned row, its columns converted by their types; None if none."""
+        row = result.fetchone()
+        if row is None:
+            return None
+        return {
+            key: convert(value) if convert else value
+            for (key, convert), value in zip(self._returning, row, strict=True)
+        }
 
 
 def checkpoint_connection(path: Path, *, autocommit: bool = False) -> sqlite3.Connection:

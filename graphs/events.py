@@ -21,11 +21,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from graphs.db import DriverStatement
 from graphs.tables import RunEvent
 
 log = logging.getLogger(__name__)
 
-_INSERT_EVENTS = insert(cast(Table, RunEvent.__table__))  # Core executemany: no ORM bulk path
+_COLUMNS = ("workspace_id", "run_id", "seq", "kind", "node_id", "data", "at")
+_INSERT_EVENTS = insert(cast(Table, RunEvent.__table__))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +46,14 @@ class EventLog:
         self,
         sessions: sessionmaker[Session],
         *,
-        engine: Engine | None = None,
+        engine: Engine,
         flush_interval_s: float = 0.05,
         redact: Callable[[Any], Any] = lambda value: value,
     ) -> None:
         self._redact = redact
         self._sessions = sessions
-        self._engine = engine  # given: batches go through one connection kept for them
+        self._engine = engine  # batches go through one connection kept for them
+        self._insert = DriverStatement(_INSERT_EVENTS, engine.dialect, keys=_COLUMNS)
         self._conn: Connection | None = None  # used under _flush_lock only
         self._interval = flush_interval_s
         self._grace = min(0.005, flush_interval_s)
@@ -149,43 +152,27 @@ class EventLog:
             self._writing = batch
         if not batch:
             return
-        rows = [
-            {
-                "workspace_id": e.workspace_id,
-                "run_id": e.run_id,
-                "seq": e.seq,
-                "kind": e.kind,
-                "node_id": e.node_id,
-                "data": e.data,
-                "at": e.at,
-            }
-            for e in batch
-        ]
         try:
-            self._store(rows)
+            self._store(batch)
             with self._lock:
                 self._writing = []
         except Exception:
             log.exception(
-                "could not store %d run events; keeping them for the next batch", len(rows)
+                "could not store %d run events; keeping them for the next batch", len(batch)
             )
             self._drop_connection()
             with self._lock:
                 self._pending = batch + self._pending
                 self._writing = []
 
-    def _store(self, rows: list[dict[str, Any]]) -> None:
+    def _store(self, batch: list[RunEventView]) -> None:
         """Insert a batch in one transaction (a kept connection skips a session and a pool
         check-out per batch: ~0.15 ms, about half of a small batch's cost)."""
-        if self._engine is None:
-            with self._sessions() as session:
-                session.execute(_INSERT_EVENTS, rows)
-                session.commit()
-            return
+        rows = [{name: getattr(event, name) for name in _COLUMNS} for event in batch]
         if self._conn is None:
             self._conn = self._engine.connect()
         with self._conn.begin():
-            self._conn.execute(_INSERT_EVENTS, rows)
+            self._insert.executemany(self._conn, rows)
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

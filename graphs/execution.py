@@ -25,14 +25,14 @@ from langgraph.errors import GraphRecursionError
 from langgraph.store.sqlite import SqliteStore
 from langgraph.types import Command, StreamMode
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from components.base import HttpPolicy, Meter, NoMeter, RunContext, SecretResolver, Tier
 from components.errors import BudgetExceeded, StudioError, UserError
 from components.gates import canonical_json
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
-from graphs.db import affected, checkpoint_connection, open_checkpointer
+from graphs.db import DriverStatement, affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
 from graphs.governance import NoOutbox
 from graphs.identity import Actor, no_redaction
@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 _RUNS = cast(Table, Run.__table__)
 _FINISH = (  # prebuilt: the ORM statement cost ~2 ms per run to build and compile
     update(_RUNS)
-    .where(_RUNS.c.run_id == bindparam("p_run_id"), _RUNS.c.status.in_(("queued", "running")))
+    .where(
+        _RUNS.c.run_id == bindparam("p_run_id"),
+        or_(_RUNS.c.status == "queued", _RUNS.c.status == "running"),  # no expanding IN
+    )
     .values(
         status=bindparam("p_status"),
         output=bindparam("p_output"),
@@ -60,7 +63,22 @@ _FINISH = (  # prebuilt: the ORM statement cost ~2 ms per run to build and compi
         lease_expires_at=None,
     )
 )
-_FINISH_RETURNING = _FINISH.returning(*_RUNS.c)  # the final row, for waiters (no re-read)
+# The final row as waiters see it (RunView's fields), returned by the UPDATE: no re-read.
+_FINAL_COLUMNS = [
+    _RUNS.c[name]
+    for name in (
+        "run_id",
+        "graph_id",
+        "version_id",
+        "status",
+        "started_by",
+        "input",
+        "output",
+        "error",
+        "created_at",
+        "finished_at",
+    )
+]
 
 
 class Executor:
@@ -92,6 +110,11 @@ class Executor:
         self._models: dict[tuple[str, str], Any] = {}  # reusable (secret-free) models
         self._model_of_config: dict[int, tuple[str, Mapping[str, Any], Any]] = {}
         self._compile_lock = threading.Lock()
+        dialect = manager.engine.dialect
+        returning = _FINAL_COLUMNS if dialect.update_returning else ()  # SQLite >= 3.35, PG
+        self._finish_run = DriverStatement(
+            _FINISH.returning(*returning) if returning else _FINISH, dialect, returning=returning
+        )
 
     def close(self) -> None:
         self.checkpointer.conn.close()
@@ -364,11 +387,12 @@ class Executor:
         }
         row = None
         with self.m.engine.begin() as conn:  # a Core connection: no ORM session to set up
-            if self.m.engine.dialect.update_returning:  # SQLite >= 3.35, PostgreSQL
-                row = conn.execute(_FINISH_RETURNING, params).one_or_none()
+            result = self._finish_run.execute(conn, params)
+            if self._finish_run.returns:
+                row = self._finish_run.returned(result)
                 changed = int(row is not None)
             else:
-                changed = conn.execute(_FINISH, params).rowcount
+                changed = result.rowcount
             if changed and run.notify:
                 with Session(bind=conn) as session:  # joins the transaction, never commits it
                     enqueue_notifications(session, run, status)

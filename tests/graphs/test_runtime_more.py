@@ -16,7 +16,7 @@ from graphs.headless import Runtime, open_runtime, signing_key_for
 from graphs.identity import Actor
 from graphs.leases import LeaseKeeper, owner_is_dead
 from graphs.reconcile import reconcile
-from graphs.tables import Approval, Run
+from graphs.tables import Approval, Run, RunEvent
 from tests.conftest import example, support_doc
 from tests.loopback.http_receiver import HttpReceiver
 
@@ -195,3 +195,31 @@ def test_many_concurrent_runs_slow_down_but_never_fail_on_a_locked_database(
         assert [v.status for v in after] == ["waiting_approval"] * 10  # now at the refund
         assert all(a.action == "issue_refund" for a in m.approvals.list(alice))
         assert not any("locked" in (v.error or "") for v in m.list(alice, limit=1000))
+
+
+def test_stored_events_read_back_exactly_as_they_were_published(runtime: Runtime) -> None:
+    """Batches go to the driver as one executemany with the INSERT compiled once: every
+    column must come back from the table as it was published (no unstored copy involved)."""
+    events = runtime.manager.events
+    run_id = "0f1e2d3c-0000-4000-8000-000000000001"
+    events.begin(run_id)
+    data: dict[str, Any] = {
+        "text": 'naïve 🚀 \u202e\x00 "quoted"',
+        "nested": {"list": [1, 2.5, None, True], "empty": {}},
+        "tokens": 12,
+    }
+    published = [
+        events.publish("acme", run_id, "node_finished", "n1", data),
+        events.publish("acme", run_id, "run_status"),  # no node, no data
+    ]
+    events.flush()
+    with runtime.manager.sessions() as session:
+        rows = session.scalars(
+            select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.seq)
+        ).all()
+    stored = [(r.workspace_id, r.seq, r.kind, r.node_id, r.data, r.at) for r in rows]
+    assert stored == [
+        (e.workspace_id, e.seq, e.kind, e.node_id, e.data, e.at.replace(tzinfo=None))
+        for e in published
+    ]
+    assert [e.seq for e in events.history("acme", run_id)] == [1, 2]
