@@ -117,6 +117,10 @@ def _failure(node_id: str, exc: BaseException) -> StudioError:
     return ModelFailure(f"node {node_id!r}: {classify_failure(exc)}")
 
 
+def _not_a_message(answer: object) -> ModelFailure:
+    return ModelFailure(f"the model returned {type(answer).__name__}")
+
+
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
@@ -210,7 +214,7 @@ class ModelCalls:
             except Exception as exc:
                 return probe, None, exc
         if not isinstance(answer, AIMessage):
-            return probe, None, ModelFailure(f"the model returned {type(answer).__name__}")
+            return probe, None, _not_a_message(answer)
         return probe, answer, None
 
     def _attempt(
@@ -238,13 +242,18 @@ class ModelCalls:
         self, model: Any, messages: list[BaseMessage]
     ) -> tuple[AIMessage | None, StudioError | None]:
         """A call in a run nothing meters (`NoMeter`: no budgets, no cache, no records): no
-        estimate, permit or attempt records, and the answer carries no `studio_usage` (its
-        cost is unknown; the state and every checkpoint stay as small as the model's own)."""
-        probe, message, failure = self._invoke(model, messages)
-        self.attempt += max(1, len(probe.tries))
-        if failure is not None or message is None:
-            return None, _failure(self.node_id, failure or RuntimeError())
-        return message, None
+        estimate, permit or attempt records, so no probe either (it costs every call), and
+        the answer carries no `studio_usage` (its cost is unknown; the state and every
+        checkpoint stay as small as the model's own)."""
+        try:
+            answer = model.invoke(messages)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return None, _failure(self.node_id, exc)
+        if not isinstance(answer, AIMessage):
+            return None, _failure(self.node_id, _not_a_message(answer))
+        return answer, None
 
     def _add(self, cost: Decimal | None) -> None:
         self.cost = None if cost is None or self.cost is None else self.cost + cost
