@@ -61,7 +61,8 @@ class EventLog:
         self._pending: list[RunEventView] = []
         self._writing: list[RunEventView] = []  # taken by the writer, not yet committed
         self._flush_lock = threading.Lock()
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}  # runs with events here, until retired + stored
+        self._retired: set[str] = set()
         self._subscribers: dict[str, list[queue.Queue[RunEventView]]] = defaultdict(list)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,6 +103,23 @@ class EventLog:
         with self._lock:
             self._last_seq.setdefault(run_id, 0)
 
+    def retire(self, run_id: str) -> None:
+        """The run's worker here has stopped (the run ended or waits): its number is
+        forgotten once its events are stored, so a long-lived process does not keep one per
+        run it ever ran. A later event of the run reads the last number from the table."""
+        with self._lock:
+            self._retired.add(run_id)
+
+    def _forget_stored(self) -> None:
+        """Under `_lock`, after a batch was stored: drop the numbers of retired runs that
+        have no event waiting to be stored."""
+        if not self._retired:
+            return
+        waiting = {e.run_id for e in (*self._writing, *self._pending)}
+        for run_id in self._retired - waiting:
+            self._last_seq.pop(run_id, None)
+        self._retired &= waiting
+
     def has_subscribers(self, run_id: str) -> bool:
         return bool(self._subscribers.get(run_id))
 
@@ -113,8 +131,11 @@ class EventLog:
 
     def unsubscribe(self, run_id: str, subscriber: queue.Queue[RunEventView]) -> None:
         with self._lock:
-            if subscriber in self._subscribers.get(run_id, []):
-                self._subscribers[run_id].remove(subscriber)
+            subscribers = self._subscribers.get(run_id, [])
+            if subscriber in subscribers:
+                subscribers.remove(subscriber)
+            if not subscribers:
+                self._subscribers.pop(run_id, None)
 
     def history(self, workspace_id: str, run_id: str, *, after: int = 0) -> list[RunEventView]:
         """Events of a run after sequence number `after` (stored and not yet stored)."""
@@ -151,11 +172,14 @@ class EventLog:
             batch, self._pending = self._pending, []
             self._writing = batch
         if not batch:
+            with self._lock:
+                self._forget_stored()
             return
         try:
             self._store(batch)
             with self._lock:
                 self._writing = []
+                self._forget_stored()
         except Exception:
             log.exception(
                 "could not store %d run events; keeping them for the next batch", len(batch)

@@ -534,6 +534,7 @@ class RunManager:
                 self._active.pop(run_id, None)
         finally:
             self._workspace_of.pop(run_id, None)
+            self.events.retire(run_id)
             self.notify_settled()
 
     def _on_heartbeat(self, held: set[str]) -> None:

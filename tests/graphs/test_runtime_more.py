@@ -17,7 +17,7 @@ from graphs.identity import Actor
 from graphs.leases import LeaseKeeper, owner_is_dead
 from graphs.reconcile import reconcile
 from graphs.tables import Approval, Run, RunEvent
-from tests.conftest import example, support_doc
+from tests.conftest import example, question_answer_doc, support_doc
 from tests.loopback.http_receiver import HttpReceiver
 
 HUMAN = {
@@ -223,3 +223,32 @@ def test_stored_events_read_back_exactly_as_they_were_published(runtime: Runtime
         for e in published
     ]
     assert [e.seq for e in events.history("acme", run_id)] == [1, 2]
+
+
+def test_a_process_forgets_run_numbers_once_their_events_are_stored(
+    runtime: Runtime, alice: Actor
+) -> None:
+    """A long-lived studio must not keep a counter for every run it ever ran; a run that
+    gets events again later (a decision, a resume) goes on from the stored numbers."""
+    m = runtime.manager
+    scripted = {
+        "provider": "scripted",
+        "prompt": "{{ question }}",
+        "provider_config": {"script": [{"text": "Hello."}]},
+    }
+    version = m.library.create(alice, question_answer_doc("Numbers", scripted))
+    runs = []
+    for _ in range(3):
+        run_id = m.start_run(alice, version_id=version.version_id, input={"question": "Hi?"})
+        assert m.wait(alice, run_id, timeout_s=30).status == "succeeded"
+        runs.append(run_id)
+    m.events.flush()
+    assert not set(runs) & set(m.events._last_seq)  # the leak this guards against
+    before = [e.seq for e in m.events.history("acme", runs[0])]
+    later = m.events.publish("acme", runs[0], "run_status", data={"status": "noted"})
+    assert later.seq == before[-1] + 1
+    m.events.flush()
+    assert [e.seq for e in m.events.history("acme", runs[0])] == [*before, later.seq]
+    live = m.events.subscribe(runs[1])
+    m.events.unsubscribe(runs[1], live)
+    assert not m.events.has_subscribers(runs[1]) and runs[1] not in m.events._subscribers
