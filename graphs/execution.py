@@ -355,7 +355,6 @@ class Executor:
             self.m.events.publish(
                 run.workspace_id, run.run_id, "run_status", data={"status": "waiting_approval"}
             )
-        self.m.events.request_flush()
         return False
 
     def _succeed(self, run: Run, values: Mapping[str, Any]) -> None:
@@ -404,7 +403,6 @@ class Executor:
         if changed:
             data = {"status": status, **({"error": error} if error else {})}
             self.m.events.publish(run.workspace_id, run.run_id, "run_status", data=data)
-            self.m.events.request_flush()
 
     def _set_status(self, run: Run, status: str, **values: Any) -> bool:
         with self.m.sessions() as session:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -252,3 +254,31 @@ def test_a_process_forgets_run_numbers_once_their_events_are_stored(
     live = m.events.subscribe(runs[1])
     m.events.unsubscribe(runs[1], live)
     assert not m.events.has_subscribers(runs[1]) and runs[1] not in m.events._subscribers
+
+
+def test_events_reach_the_table_without_a_flush_for_other_processes_to_read(
+    runtime: Runtime, alice: Actor, tmp_path: Path
+) -> None:
+    """The writer stores every interval (50 ms): a reader with its own connection (another
+    process, say) sees a finished run's events without anyone flushing."""
+    m = runtime.manager
+    scripted = {
+        "provider": "scripted",
+        "prompt": "{{ question }}",
+        "provider_config": {"script": [{"text": "Hello."}]},
+    }
+    version = m.library.create(alice, question_answer_doc("Stored", scripted))
+    run_id = m.start_run(alice, version_id=version.version_id, input={"question": "Hi?"})
+    assert m.wait(alice, run_id, timeout_s=30).status == "succeeded"
+    published = [e.seq for e in m.events.history("acme", run_id)]
+    reader = sqlite3.connect(tmp_path / "studio.db")
+    deadline = time.monotonic() + 10
+    stored: list[int] = []
+    while time.monotonic() < deadline:
+        rows = reader.execute("SELECT seq FROM run_events WHERE run_id = ? ORDER BY seq", (run_id,))
+        stored = [seq for (seq,) in rows]
+        if stored == published:
+            break
+        time.sleep(0.02)
+    reader.close()
+    assert stored == published and published[-1] >= 4
