@@ -385,7 +385,7 @@ class Executor:
             "p_finished_at": datetime.now(UTC),
         }
         row = None
-        with self.m.engine.begin() as conn:  # a Core connection: no ORM session to set up
+        with self.m.run_writes.begin() as conn:  # no ORM session to set up, no pool
             result = self._finish_run.execute(conn, params)
             if self._finish_run.returns:
                 row = self._finish_run.returned(result)

@@ -30,7 +30,7 @@ from components.errors import Conflict, NotFound, StudioError, UserError
 from components.registry import Registry
 from graphs.approval_timeouts import ApprovalTimeouts
 from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
-from graphs.db import DriverStatement, affected
+from graphs.db import DriverStatement, KeptConnection, affected
 from graphs.events import EventLog, RunEventView
 from graphs.execution import Executor, enqueue_notifications
 from graphs.failpoints import failpoint
@@ -166,7 +166,9 @@ class RunManager:
         self.redact = redact
         self.library = GraphLibrary(self.sessions, registry, self.authz, audit)
         self.approvals = Approvals(self.sessions, authority, self.authz)
-        self.events = EventLog(self.sessions, engine=engine, redact=redact)
+        # one connection for the writes every run makes (its row, its end, its events)
+        self.run_writes = KeptConnection(engine)
+        self.events = EventLog(self.sessions, engine=engine, writes=self.run_writes, redact=redact)
         self._insert_run = DriverStatement(
             _INSERT_RUN, engine.dialect, keys=[column.key for column in _RUNS.c]
         )
@@ -238,6 +240,7 @@ class RunManager:
                 log.exception("outbox: last delivery pass failed; rows stay queued")
         self.events.close()
         self.executor.close()
+        self.run_writes.close()
 
     # --- service functions -----------------------------------------------------------
     def start_run(
@@ -283,7 +286,7 @@ class RunManager:
         if eager:  # a worker is free: stored running, under this process's lease
             row.update(self.leases.lease_values(now), status="running", started_at=now)
         try:
-            with self.engine.begin() as conn:  # no ORM (~1 ms), no Core execution (~0.1 ms)
+            with self.run_writes.begin() as conn:  # no ORM (~1 ms), no Core execution
                 self._insert_run.execute(conn, {**_UNSET_RUN_COLUMNS, **row})
         except BaseException:
             if eager:
@@ -595,6 +598,8 @@ def checked_input(doc: GraphDocument, values: dict[str, Any]) -> dict[str, Any]:
 
 def _checked_notify(notify: Mapping[str, str] | None) -> dict[str, str]:
     """Check notification targets before the run is stored (a bad one is a UserError)."""
+    if not notify:
+        return {}
     from components.netguard import parse_url
     from components.tools.email import is_email_address
 

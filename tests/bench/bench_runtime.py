@@ -20,7 +20,11 @@ no approvals. Runs are sequential, on real SQLite files in a temporary folder.
 - studio+meter (context only, `--metered`): the studio side with the analytics meter, as the
   web studio runs graphs: every model call is priced and recorded in the database.
 
-Sides alternate in blocks (default 20 runs) after a warm-up, so machine noise hits all alike.
+Sides alternate in blocks (default 5 runs, ~0.1 s) after a warm-up, so machine noise hits all
+alike: this machine's speed drifts over seconds (the raw side's median moved between 13 and
+18 ms from one run of the benchmark to the next), and with blocks of 20 runs (~0.3 s) the drift
+moved studio/raw by ±3% between runs of the same code; with blocks of 5 and 400 runs a side,
+by ±1% (tests/bench/RESULTS.md, 2026-11-27 09:00).
 `--write` appends a section to tests/bench/RESULTS.md.
 """
 
@@ -309,9 +313,9 @@ def report(rows: list[Stats], args: argparse.Namespace, elapsed_s: float) -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=200, help="measured runs per side")
+    parser.add_argument("--runs", type=int, default=400, help="measured runs per side")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured runs per side")
-    parser.add_argument("--block", type=int, default=20, help="runs per side per block")
+    parser.add_argument("--block", type=int, default=5, help="runs per side per block")
     parser.add_argument(
         "--no-stream-baseline", action="store_true", help="skip the raw+stream context side"
     )

@@ -1,17 +1,20 @@
-"""`DriverStatement`: a Core statement compiled once and run as plain SQL must store and read
-back exactly what Core's own execution would (the run row, its final UPDATE, events)."""
+"""The run hot path's database helpers: a `DriverStatement` (a Core statement compiled once and
+run as plain SQL) must store and read back exactly what Core's own execution would; a
+`KeptConnection` serializes its writers and recovers from a failed transaction."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, bindparam, create_engine, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from graphs.db import DriverStatement, make_engine, migrate
+from graphs.db import DriverStatement, KeptConnection, make_engine, migrate
 from graphs.tables import Graph, GraphVersion, Run
 
 RUNS = cast(Table, Run.__table__)
@@ -107,3 +110,38 @@ def test_parameters_left_open_are_required_and_an_expanding_in_is_refused() -> N
         finish.params({"p_run_id": "r1", "p_status": "failed"})
     with pytest.raises(ValueError, match="expanding IN"):
         DriverStatement(update(RUNS).where(RUNS.c.status.in_(["a", "b"])), dialect)
+
+
+def test_kept_connection_serializes_writers_and_recovers_from_a_failed_transaction(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'kept.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER UNIQUE)")
+    kept = KeptConnection(engine)
+    with kept.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with pytest.raises(IntegrityError), kept.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")  # fails: the whole block rolls back
+    with kept.begin() as conn:  # a fresh connection after the failure
+        conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+
+    def write(start: int) -> None:
+        for x in range(start, start + 50):
+            with kept.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (?)", (x,))
+
+    threads = [threading.Thread(target=write, args=(100 * (i + 1),)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    kept.close()
+    with engine.connect() as conn:
+        stored = [x for (x,) in conn.exec_driver_sql("SELECT x FROM t ORDER BY x")]
+    assert stored == [
+        1,
+        3,
+        *[x for i in range(4) for x in range(100 * (i + 1), 100 * (i + 1) + 50)],
+    ]
