@@ -81,13 +81,14 @@ def affected(session: Session, statement: Executable) -> int:
 
 
 class DriverStatement:
-    """A Core statement compiled once for one dialect and executed as that SQL through
-    `Connection.exec_driver_sql`: for the few statements every run executes (its row's
-    INSERT and final UPDATE, its events' INSERT).
+    """A Core statement compiled once for one dialect and executed as that SQL on the
+    connection's driver cursor (in the connection's transaction): for the few statements
+    every run executes (its row's INSERT and final UPDATE, its events' INSERT).
 
     Core's per-execution work (parameter processing, result metadata) cost ~0.25 ms a
     statement where a run executes it, after LangGraph's steps have left the CPU caches
-    cold: several times the statement itself (tests/bench/RESULTS.md, runtime). Values
+    cold, and `exec_driver_sql` still ~0.07 ms: several times the statement itself
+    (tests/bench/RESULTS.md, runtime). Values
     still pass through each parameter type's bind processor and returned columns through
     their types' result processors, so they are stored and read exactly as Core would.
     Values the statement holds (`.values(attempts=0)`) are sent as bound. No expanding IN:
@@ -135,25 +136,34 @@ class DriverStatement:
             row[index] = convert(row[index])
         return tuple(row) if self._positional else dict(zip(self._names, row, strict=True))
 
-    def execute(self, conn: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
-        return conn.exec_driver_sql(self.sql, self.params(values))
-
-    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        conn.exec_driver_sql(self.sql, [self.params(row) for row in rows])
-
-    @property
-    def returns(self) -> bool:
-        return bool(self._returning)
-
-    def returned(self, result: CursorResult[Any]) -> dict[str, Any] | None:
-        """The first returned row, its columns converted by their types; None if none."""
-        row = result.fetchone()
+    def execute(
+        self, conn: Connection, values: Mapping[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Execute once on the connection's own driver cursor, in its transaction: the rows
+        it changed and, with RETURNING, the first row returned (columns converted by their
+        types; None and 0 when there is none). For statements that touch one row."""
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, self.params(values))
+            if not self._returning:
+                return cursor.rowcount, None
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
         if row is None:
-            return None
-        return {
+            return 0, None
+        returned = {
             key: convert(value) if convert else value
             for (key, convert), value in zip(self._returning, row, strict=True)
         }
+        return 1, returned
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(self.sql, [self.params(row) for row in rows])  # type: ignore[arg-type]
+        finally:
+            cursor.close()
 
 
 class KeptConnection:

@@ -386,12 +386,7 @@ class Executor:
         }
         row = None
         with self.m.run_writes.begin() as conn:  # no ORM session to set up, no pool
-            result = self._finish_run.execute(conn, params)
-            if self._finish_run.returns:
-                row = self._finish_run.returned(result)
-                changed = int(row is not None)
-            else:
-                changed = result.rowcount
+            changed, row = self._finish_run.execute(conn, params)
             if changed and run.notify:
                 with Session(bind=conn) as session:  # joins the transaction, never commits it
                     enqueue_notifications(session, run, status)

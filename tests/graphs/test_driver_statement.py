@@ -86,18 +86,30 @@ def test_rows_written_and_returned_as_core_writes_and_reads_them(
     finish = DriverStatement(FINISH.returning(*columns), engine.dialect, returning=columns)
     output = {"answer": "done ✓", "items": [{"a": 1}]}
     with engine.begin() as conn:
-        returned = finish.returned(
-            finish.execute(conn, {"p_run_id": "fast", "p_status": "succeeded", "p_output": output})
+        changed, returned = finish.execute(
+            conn, {"p_run_id": "fast", "p_status": "succeeded", "p_output": output}
         )
         core = conn.execute(
             FINISH.returning(*columns),
             {"p_run_id": "core", "p_status": "succeeded", "p_output": output},
         ).one()
-        again = finish.returned(  # no longer running: nothing updated, nothing returned
-            finish.execute(conn, {"p_run_id": "fast", "p_status": "failed", "p_output": None})
+        again = finish.execute(  # no longer running: nothing updated, nothing returned
+            conn, {"p_run_id": "fast", "p_status": "failed", "p_output": None}
         )
     assert returned == {**core._asdict(), "run_id": "fast"}
-    assert returned["output"] == output and again is None
+    assert changed == 1 and returned is not None and returned["output"] == output
+    assert again == (0, None)
+    plain = DriverStatement(FINISH, engine.dialect)  # no RETURNING: the rows it changed
+    with engine.begin() as conn:
+        assert plain.execute(conn, {"p_run_id": "core", "p_status": "x", "p_output": None}) == (
+            0,
+            None,
+        )
+        conn.execute(update(RUNS).where(RUNS.c.run_id == "core").values(status="running"))
+        assert plain.execute(conn, {"p_run_id": "core", "p_status": "x", "p_output": None}) == (
+            1,
+            None,
+        )
     with engine.connect() as conn:
         attempts = conn.execute(select(RUNS.c.attempts).where(RUNS.c.run_id == "fast")).scalar()
     assert attempts == 0  # the statement's own value was sent
