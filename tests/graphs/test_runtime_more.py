@@ -227,18 +227,23 @@ def test_stored_events_read_back_exactly_as_they_were_published(runtime: Runtime
     assert [e.seq for e in events.history("acme", run_id)] == [1, 2]
 
 
+def _hello_doc() -> dict[str, Any]:
+    """One scripted `llm` node that answers the input question with "Hello."."""
+    scripted = {
+        "provider": "scripted",
+        "prompt": "{{ question }}",
+        "provider_config": {"script": [{"text": "Hello."}]},
+    }
+    return question_answer_doc("Hello", scripted)
+
+
 def test_a_process_forgets_run_numbers_once_their_events_are_stored(
     runtime: Runtime, alice: Actor
 ) -> None:
     """A long-lived studio must not keep a counter for every run it ever ran; a run that
     gets events again later (a decision, a resume) goes on from the stored numbers."""
     m = runtime.manager
-    scripted = {
-        "provider": "scripted",
-        "prompt": "{{ question }}",
-        "provider_config": {"script": [{"text": "Hello."}]},
-    }
-    version = m.library.create(alice, question_answer_doc("Numbers", scripted))
+    version = m.library.create(alice, _hello_doc())
     runs = []
     for _ in range(3):
         run_id = m.start_run(alice, version_id=version.version_id, input={"question": "Hi?"})
@@ -262,12 +267,7 @@ def test_events_reach_the_table_without_a_flush_for_other_processes_to_read(
     """The writer stores every interval (50 ms): a reader with its own connection (another
     process, say) sees a finished run's events without anyone flushing."""
     m = runtime.manager
-    scripted = {
-        "provider": "scripted",
-        "prompt": "{{ question }}",
-        "provider_config": {"script": [{"text": "Hello."}]},
-    }
-    version = m.library.create(alice, question_answer_doc("Stored", scripted))
+    version = m.library.create(alice, _hello_doc())
     run_id = m.start_run(alice, version_id=version.version_id, input={"question": "Hi?"})
     assert m.wait(alice, run_id, timeout_s=30).status == "succeeded"
     published = [e.seq for e in m.events.history("acme", run_id)]
