@@ -39,6 +39,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from graphs.failpoints import armed, failpoint
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_S = 30.0
 _DEFERRED: Literal["DEFERRED"] = "DEFERRED"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -88,11 +90,11 @@ class DriverStatement:
     Core's per-execution work (parameter processing, result metadata) cost ~0.25 ms a
     statement where a run executes it, after LangGraph's steps have left the CPU caches
     cold, and `exec_driver_sql` still ~0.07 ms: several times the statement itself
-    (tests/bench/RESULTS.md, runtime). Values
-    still pass through each parameter type's bind processor and returned columns through
-    their types' result processors, so they are stored and read exactly as Core would.
-    Values the statement holds (`.values(attempts=0)`) are sent as bound. No expanding IN:
-    its SQL is made per execution.
+    (tests/bench/RESULTS.md, runtime). Values still pass through each parameter type's
+    bind processor and returned columns through their types' result processors, so they
+    are stored and read exactly as Core would. Values the statement holds
+    (`.values(attempts=0)`) are sent as bound. No expanding IN: its SQL is made per
+    execution.
     """
 
     def __init__(
@@ -200,7 +202,7 @@ class KeptConnection:
             try:
                 conn.close()
             except Exception:
-                logging.getLogger(__name__).debug("closing a kept connection failed", exc_info=True)
+                log.debug("closing a kept connection failed", exc_info=True)
 
 
 def checkpoint_connection(path: Path, *, autocommit: bool = False) -> sqlite3.Connection:
