@@ -41,9 +41,10 @@ from components.base import (
     RefusalOutcome,
     TokenUsage,
 )
+from components.sqlwrites import DriverStatement, KeptConnection
 
 _NOTHING = TokenUsage(0, 0, 0)
-_INSERT_EVENTS = insert(cast(Table, UsageEvent.__table__))  # prebuilt: on every call
+_INSERT_EVENTS = insert(cast(Table, UsageEvent.__table__))
 
 
 def _utcnow() -> datetime:
@@ -77,6 +78,11 @@ class SqlMeter:
         cache_max_entries: int = 10_000,
     ) -> None:
         self._engine = engine
+        # Every model call writes here (a record, its settlement): one kept connection and
+        # its INSERT compiled once, as the run path does (graphs.db; a pool check-out and
+        # Core's per-execution work cost more than the write itself)
+        self._writes = KeptConnection(engine)
+        self._insert_usage = DriverStatement(_INSERT_EVENTS, engine.dialect, keys=_USAGE_COLUMNS)
         self._clock = clock
         self._ttl = settings_ttl_s
         self._settings: dict[str, _Settings] = {}
@@ -141,9 +147,9 @@ class SqlMeter:
             elif attempt.answered:  # billed, but we cannot tell how much: the estimate
                 charge, known = charge + estimate_nusd, False
             rows.append(self._model_row(permit, attempt, cost, source))
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             if rows:
-                conn.execute(_INSERT_EVENTS, rows)
+                self._insert_usage.executemany(conn, rows)
             if inflight is not None:
                 self.guard.settle(conn, permit.permit_id, inflight.slots, charge)
             final = attempts[-1] if attempts else None
@@ -185,7 +191,7 @@ class SqlMeter:
     # --- internals ---------------------------------------------------------------------
     def _cached(self, site: CallSite, request: ModelRequest, attempt: int) -> Permit | None:
         started = time.perf_counter()
-        with self._engine.begin() as conn:
+        with self._writes.begin() as conn:
             hit = self.cache.hit(conn, site.workspace_id, str(request.cache_key))
             if hit is None:
                 return None
@@ -205,7 +211,7 @@ class SqlMeter:
                 cache_hit=True,
                 saved_usd=hit.cost_usd,
             )
-            conn.execute(_INSERT_EVENTS, [row])
+            self._insert_usage.execute(conn, row)
         return Permit(
             "cached",
             site,
@@ -252,8 +258,11 @@ class SqlMeter:
         return row
 
     def _insert(self, row: dict[str, Any]) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(_INSERT_EVENTS, [row])
+        with self._writes.begin() as conn:
+            self._insert_usage.execute(conn, row)
+
+    def close(self) -> None:
+        self._writes.close()
 
     def _load(self, workspace_id: str) -> _Settings:
         with self._lock:
@@ -293,6 +302,10 @@ class SqlMeter:
 
 def _action(value: str) -> BudgetAction:
     return "fallback" if value == "fallback" else "approve" if value == "approve" else "stop"
+
+
+# every column but the key, as `_base_row` sets them all
+_USAGE_COLUMNS = tuple(c.key for c in cast(Table, UsageEvent.__table__).c if c.key != "event_id")
 
 
 def _base_row(site: CallSite, now: datetime) -> dict[str, Any]:

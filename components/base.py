@@ -290,6 +290,9 @@ class Meter(Protocol):
         self, site: CallSite, tool: str, *, latency_ms: float, ok: bool, error_kind: str | None
     ) -> None: ...
 
+    def close(self) -> None:
+        """Release what the meter holds (its run manager closes it)."""
+
 
 class NoMeter:
     """Records nothing and limits nothing (headless runs without analytics)."""
@@ -304,6 +307,9 @@ class NoMeter:
         return None
 
     def record_tool(self, site: CallSite, tool: str, **_: Any) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 

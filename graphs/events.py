@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from graphs.db import DriverStatement, KeptConnection
+from components.sqlwrites import DriverStatement, KeptConnection
 from graphs.tables import RunEvent
 
 log = logging.getLogger(__name__)

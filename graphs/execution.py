@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 from components.base import HttpPolicy, Meter, NoMeter, RunContext, SecretResolver, Tier
 from components.errors import BudgetExceeded, StudioError, UserError
 from components.gates import canonical_json
+from components.sqlwrites import DriverStatement
 from graphs.compiler import OUTPUT_KEY, CompiledGraph, compile_document
-from graphs.db import DriverStatement, affected, checkpoint_connection, open_checkpointer
+from graphs.db import affected, checkpoint_connection, open_checkpointer
 from graphs.failpoints import failpoint
 from graphs.governance import NoOutbox
 from graphs.identity import Actor, no_redaction
@@ -119,6 +120,7 @@ class Executor:
     def close(self) -> None:
         self.checkpointer.conn.close()
         self._store_conn.close()
+        self.meter.close()
 
     # --- compilation -----------------------------------------------------------------
     def compiled(self, version_id: str) -> CompiledGraph:

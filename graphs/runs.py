@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from components.base import HttpPolicy, Meter, SecretResolver, Tier
 from components.errors import Conflict, NotFound, StudioError, UserError
 from components.registry import Registry
+from components.sqlwrites import DriverStatement, KeptConnection
 from graphs.approval_timeouts import ApprovalTimeouts
 from graphs.approvals import ApprovalAuthority, Approvals, ApprovalView, Decision
-from graphs.db import DriverStatement, KeptConnection, affected
+from graphs.db import affected
 from graphs.events import EventLog, RunEventView
 from graphs.execution import Executor, enqueue_notifications
 from graphs.failpoints import failpoint

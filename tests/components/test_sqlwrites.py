@@ -14,7 +14,8 @@ from sqlalchemy import Table, bindparam, create_engine, insert, or_, select, upd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from graphs.db import DriverStatement, KeptConnection, make_engine, migrate
+from components.sqlwrites import DriverStatement, KeptConnection
+from graphs.db import make_engine, migrate
 from graphs.tables import Graph, GraphVersion, Run
 
 RUNS = cast(Table, Run.__table__)
