@@ -78,9 +78,9 @@ class SqlMeter:
         cache_max_entries: int = 10_000,
     ) -> None:
         self._engine = engine
-        # Every model call writes here (a record, its settlement): one kept connection and
-        # its INSERT compiled once, as the run path does (graphs.db; a pool check-out and
-        # Core's per-execution work cost more than the write itself)
+        # Every model call writes here (its record, its settlement): one kept connection and
+        # an INSERT compiled once, as the run path does (components.sqlwrites: a pool
+        # check-out and Core's per-execution work cost more than the write itself)
         self._writes = KeptConnection(engine)
         self._insert_usage = DriverStatement(_INSERT_EVENTS, engine.dialect, keys=_USAGE_COLUMNS)
         self._clock = clock

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class DriverStatement:
     """A Core statement compiled once for one dialect and executed as that SQL on the
     connection's driver cursor (in the connection's transaction): for the few statements
-    every run executes (its row's INSERT and final UPDATE, its events' INSERT).
+    every run executes (its row's INSERT and final UPDATE, its events' and usage records'
+    INSERTs).
 
     Core's per-execution work (parameter processing, result metadata) cost ~0.25 ms a
     statement where a run executes it, after LangGraph's steps have left the CPU caches
