@@ -63,10 +63,12 @@ class DriverStatement:
             for index, name in enumerate(self._names)
             if (convert := binds[name].type.dialect_impl(dialect).bind_processor(dialect))
         ]
+        self._dialect = dialect
         self._returning = [
-            (str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
-            for column in returning
+            (str(column.key), column.type.dialect_impl(dialect)) for column in returning
         ]
+        # result processors by the driver's type codes (as Core picks them; sqlite3: None)
+        self._readers: dict[tuple[Any, ...], list[Any]] = {}
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for `values`, by bind name: every parameter the statement
@@ -89,15 +91,21 @@ class DriverStatement:
             if not self._returning:
                 return cursor.rowcount, None
             row = cursor.fetchone()
+            codes = tuple(column[1] for column in cursor.description or ())
         finally:
             cursor.close()
         if row is None:
             return 0, None
-        returned = {
-            key: convert(value) if convert else value
-            for (key, convert), value in zip(self._returning, row, strict=True)
+        readers = self._readers.get(codes)
+        if readers is None:
+            readers = self._readers[codes] = [
+                impl.result_processor(self._dialect, code)
+                for (_, impl), code in zip(self._returning, codes, strict=True)
+            ]
+        return 1, {
+            key: read(value) if read else value
+            for (key, _), read, value in zip(self._returning, readers, row, strict=True)
         }
-        return 1, returned
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         cursor = conn.connection.cursor()
