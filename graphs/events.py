@@ -30,8 +30,10 @@ from graphs.tables import RunEvent
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ("workspace_id", "run_id", "seq", "kind", "node_id", "data", "at")
-_INSERT_EVENTS = insert(cast(Table, RunEvent.__table__))
+_EVENTS = cast(Table, RunEvent.__table__)
+_INSERT_EVENTS = insert(_EVENTS)
+# every column but the key, each an attribute of RunEventView
+_COLUMNS = tuple(c.key for c in _EVENTS.c if c.key != "event_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class EventLog:
         sessions: sessionmaker[Session],
         *,
         engine: Engine,
-        writes: KeptConnection | None = None,
+        writes: KeptConnection,
         flush_interval_s: float = 0.05,
         redact: Callable[[Any], Any] = lambda value: value,
     ) -> None:
@@ -60,7 +62,7 @@ class EventLog:
         own writes so that they wait for each other in this process, not in SQLite."""
         self._redact = redact
         self._sessions = sessions
-        self._writes = writes or KeptConnection(engine)
+        self._writes = writes
         self._insert = DriverStatement(_INSERT_EVENTS, engine.dialect, keys=_COLUMNS)
         self._interval = flush_interval_s
         self._lock = threading.Lock()
@@ -176,10 +178,9 @@ class EventLog:
         with self._lock:
             batch, self._pending = self._pending, []
             self._writing = batch
-        if not batch:
-            with self._lock:
+            if not batch:
                 self._forget_stored()
-            return
+                return
         try:
             self._store(batch)
             with self._lock:
